@@ -1,0 +1,1 @@
+"""Pure transforms with no I/O: keys and AEAD, ids, chunking, compression."""

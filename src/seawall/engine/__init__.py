@@ -1,0 +1,1 @@
+"""Streams to blobs and back: the parallel backup and restore pipelines, and tree walking."""

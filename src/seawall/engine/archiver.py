@@ -1,0 +1,323 @@
+"""The backup pipeline: files and directories to blobs and trees.
+
+The calling thread walks the file system, reads files and cuts them into
+chunks (reading and cutting release the GIL); a pool of worker threads
+hashes, compresses and encrypts the chunks (all GIL-free in the libraries
+used) into packs; upload threads store the packs. At most a bounded number of
+chunks is in flight, so memory stays bounded whatever the size of the tree.
+
+A file whose path, size, mtime and inode match the parent snapshot's node is
+not read again: its content list is reused (the "files cache").
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seawall.engine.progress import Progress
+from seawall.engine.trees import load_tree
+from seawall.errors import SeawallError
+from seawall.repository.pack import DATA, TREE
+from seawall.repository.repo import BlobWriter, Repository
+from seawall.repository.snapshot import DIR, FILE, SYMLINK, Node, encode_tree
+
+#: Files up to this size are read whole and cut in memory (no stream buffer).
+_WHOLE_READ = 16 * 1024 * 1024
+
+
+@dataclass
+class ArchiveStats:
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    dirs: int = 0
+    bytes_read: int = 0
+    bytes_total: int = 0
+    #: paths that could not be read, with the reason (the backup skipped them)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    #: things the user should know that lost nothing (changed while read, skipped specials)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Excluder:
+    """restic-like patterns: one without "/" matches a name at any depth; one
+    with "/" matches the whole path."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns = patterns
+
+    def __call__(self, path: str) -> bool:
+        name = os.path.basename(path)
+        for pat in self.patterns:
+            target = path if "/" in pat else name
+            if fnmatch.fnmatchcase(target, pat.rstrip("/")):
+                return True
+        return False
+
+
+class _PendingFile:
+    """A file node whose chunks are still being stored."""
+
+    def __init__(self, node: Node, futures: list[Future[bytes]]) -> None:
+        self.node = node
+        self.futures = futures
+
+    def resolve(self) -> Node:
+        self.node.content = [f.result() for f in self.futures]
+        return self.node
+
+
+class Archiver:
+    def __init__(
+        self,
+        repo: Repository,
+        writer: BlobWriter,
+        *,
+        excludes: list[str] | None = None,
+        progress: Progress | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.repo = repo
+        self.writer = writer
+        self.stats = ArchiveStats()
+        self.progress = progress or Progress("backup")
+        self._exclude = Excluder(excludes or [])
+        self._chunker = repo.chunker()
+        self._workers = workers or max(2, os.cpu_count() or 2)
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="chunk")
+        # Bounds chunks in flight: at most this many max-size chunks are in memory.
+        self._inflight = threading.BoundedSemaphore(self._workers * 3)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- entry point ------------------------------------------------------------
+
+    def archive(self, paths: list[Path], parent_tree: bytes | None) -> bytes:
+        """Store ``paths`` (absolute) as one tree rooted at "/"; return its id."""
+        virtual: dict[str, dict] = {}  # type: ignore[type-arg]
+        for path in paths:
+            level = virtual
+            parts = path.parts[1:]
+            for i, part in enumerate(parts):
+                if i == len(parts) - 1:
+                    level[part] = {"": None}  # marks "back up everything below"
+                else:
+                    level = level.setdefault(part, {})
+        return self._save_virtual(Path("/"), virtual, parent_tree)
+
+    def _save_virtual(self, prefix: Path, vtree: dict, parent_tree: bytes | None) -> bytes:  # type: ignore[type-arg]
+        parent = self._parent_nodes(parent_tree)
+        nodes: list[Node] = []
+        for name, sub in sorted(vtree.items()):
+            path = prefix / name
+            pnode = parent.get(os.fsencode(name))
+            if "" in sub:
+                node = self._save_path(path, pnode)
+                if node is not None:
+                    nodes.append(node)
+                continue
+            st = self._lstat(path)
+            if st is None:
+                continue
+            node = _node_from_stat(os.fsencode(name), DIR, st)
+            node.subtree = self._save_virtual(path, sub, pnode.subtree if pnode else None)
+            nodes.append(node)
+        return self.writer.add(TREE, encode_tree(nodes))
+
+    # --- the walk --------------------------------------------------------------------
+
+    def _lstat(self, path: Path) -> os.stat_result | None:
+        try:
+            return os.lstat(path)
+        except OSError as err:
+            self.stats.unreadable.append((str(path), err.strerror or str(err)))
+            return None
+
+    def _parent_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
+        if tree_id is None:
+            return {}
+        try:
+            return {n.name: n for n in load_tree(self.repo, tree_id)}
+        except SeawallError:
+            return {}  # a damaged parent only costs re-reading files
+
+    def _save_path(self, path: Path, pnode: Node | None) -> Node | None:
+        self.progress.check_cancelled()
+        st = self._lstat(path)
+        if st is None:
+            return None
+        name = os.fsencode(path.name)
+        if stat.S_ISDIR(st.st_mode):
+            node = _node_from_stat(name, DIR, st)
+            node.subtree = self._save_dir(path, pnode.subtree if pnode and pnode.type == DIR else None)
+            if node.subtree is None:
+                return None
+            self.stats.dirs += 1
+            return node
+        if stat.S_ISREG(st.st_mode):
+            pending = self._save_file(path, st, pnode)
+            return pending.resolve() if pending else None
+        if stat.S_ISLNK(st.st_mode):
+            node = _node_from_stat(name, SYMLINK, st)
+            try:
+                node.target = os.fsencode(os.readlink(path))
+            except OSError as err:
+                self.stats.unreadable.append((str(path), err.strerror or str(err)))
+                return None
+            return node
+        self.stats.notes.append((str(path), "skipped: not a file, directory or symlink"))
+        return None
+
+    def _save_dir(self, path: Path, parent_tree: bytes | None) -> bytes | None:
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(e.name for e in it)
+        except OSError as err:
+            self.stats.unreadable.append((str(path), err.strerror or str(err)))
+            return None
+        parent = self._parent_nodes(parent_tree)
+        nodes: list[Node | _PendingFile] = []
+        for entry in entries:
+            child = path / entry
+            if self._exclude(str(child)):
+                continue
+            pnode = parent.get(os.fsencode(entry))
+            st = self._lstat(child)
+            if st is None:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                pending = self._save_file(child, st, pnode)
+                if pending is not None:
+                    nodes.append(pending)
+            else:
+                node = self._save_path(child, pnode)
+                if node is not None:
+                    nodes.append(node)
+        resolved = [n.resolve() if isinstance(n, _PendingFile) else n for n in nodes]
+        return self.writer.add(TREE, encode_tree(resolved))
+
+    def _save_file(self, path: Path, st: os.stat_result, pnode: Node | None) -> _PendingFile | None:
+        node = _node_from_stat(os.fsencode(path.name), FILE, st)
+        node.size = st.st_size
+        node.inode = st.st_ino
+        self.stats.bytes_total += st.st_size
+        if (
+            pnode is not None
+            and pnode.type == FILE
+            and (pnode.size, pnode.mtime_ns, pnode.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+            and all(self.repo.index.has(c) for c in pnode.content)
+        ):
+            self.stats.files_unmodified += 1
+            self.progress.add(files=1, nbytes=st.st_size)
+            return _PendingFile(node, [_done(c) for c in pnode.content])
+        try:
+            futures, size, after = self._read_file(path)
+        except OSError as err:
+            self.stats.unreadable.append((str(path), err.strerror or str(err)))
+            return None
+        if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns) or size != st.st_size:
+            self.stats.notes.append(
+                (str(path), "changed while it was read: stored as read, back it up again for a settled copy")
+            )
+        # Keep the mtime seen before reading: if the file changed, the next
+        # backup sees a different mtime and reads it again.
+        node.size = size
+        if pnode is None:
+            self.stats.files_new += 1
+        else:
+            self.stats.files_changed += 1
+        self.stats.bytes_read += size
+        self.progress.add(files=1)
+        return _PendingFile(node, futures)
+
+    def _read_file(self, path: Path) -> tuple[list[Future[bytes]], int, os.stat_result]:
+        futures: list[Future[bytes]] = []
+        size = 0
+        with open(path, "rb", buffering=0) as f:
+            st = os.fstat(f.fileno())
+            if st.st_size <= _WHOLE_READ:
+                data = f.read(_WHOLE_READ + 1)
+                chunks = [bytes(c) for c in self._chunker.chunks(data)] if data else []
+                for chunk in chunks:
+                    futures.append(self._submit(chunk))
+                    size += len(chunk)
+                if len(data) > _WHOLE_READ:  # grew since fstat: take the rest as a stream
+                    for view in self._chunker.stream(f):
+                        futures.append(self._submit(bytes(view)))
+                        size += len(view)
+            else:
+                for view in self._chunker.stream(f):
+                    self.progress.check_cancelled()
+                    futures.append(self._submit(bytes(view)))
+                    size += len(view)
+            after = os.fstat(f.fileno())
+        return futures, size, after
+
+    def _submit(self, chunk: bytes) -> Future[bytes]:
+        self._inflight.acquire()
+        try:
+            future = self._pool.submit(self._store_chunk, chunk)
+        except BaseException:
+            self._inflight.release()
+            raise
+        return future
+
+    def _store_chunk(self, chunk: bytes) -> bytes:
+        try:
+            return self.writer.add(DATA, chunk)
+        finally:
+            self.progress.add(nbytes=len(chunk))
+            self._inflight.release()
+
+
+def _node_from_stat(name: bytes, kind: str, st: os.stat_result) -> Node:
+    return Node(
+        name=name,
+        type=kind,
+        mode=stat.S_IMODE(st.st_mode),
+        mtime_ns=st.st_mtime_ns,
+        uid=st.st_uid,
+        gid=st.st_gid,
+    )
+
+
+def _done(value: bytes) -> Future[bytes]:
+    f: Future[bytes] = Future()
+    f.set_result(value)
+    return f
+
+
+def scan_totals(paths: list[Path], excludes: list[str], progress: Progress,
+                stop: Callable[[], bool]) -> None:
+    """Count files and bytes under ``paths`` so progress can show an ETA."""
+    exclude = Excluder(excludes)
+    files = nbytes = 0
+    for root in paths:
+        if root.is_file():
+            files += 1
+            nbytes += root.stat().st_size
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            if stop():
+                return
+            dirnames[:] = [d for d in dirnames if not exclude(os.path.join(dirpath, d))]
+            for fname in filenames:
+                full = os.path.join(dirpath, fname)
+                if exclude(full):
+                    continue
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    files += 1
+                    nbytes += st.st_size
+    progress.set_totals(files, nbytes)

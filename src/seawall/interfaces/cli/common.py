@@ -1,0 +1,154 @@
+"""What every command shares: repository and password options, output, progress."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import getpass
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from seawall.engine.progress import Progress
+from seawall.errors import UsageError
+from seawall.repository.repo import Repository
+from seawall.storage import open_storage
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False, soft_wrap=True)
+
+
+class Settings:
+    """Options given before the command name; a command's own options win."""
+
+    def __init__(self) -> None:
+        self.repo: str | None = None
+        self.password_file: str | None = None
+        self.quiet = False
+
+
+def repo_options(fn: F) -> F:
+    """Accept --repo/-r and --password-file after the command name too, as restic does."""
+
+    @click.option("-r", "--repo", "repo_opt", metavar="LOCATION", default=None,
+                  help="Repository location (default: $SEAWALL_REPOSITORY).")
+    @click.option("--password-file", "password_file_opt", metavar="FILE", default=None,
+                  help="Read the password from FILE (default: $SEAWALL_PASSWORD_FILE).")
+    @click.pass_context
+    @functools.wraps(fn)
+    def wrapper(ctx: click.Context, repo_opt: str | None, password_file_opt: str | None,
+                *args: Any, **kwargs: Any) -> Any:
+        settings = ctx.ensure_object(Settings)
+        if repo_opt:
+            settings.repo = repo_opt
+        if password_file_opt:
+            settings.password_file = password_file_opt
+        return ctx.invoke(fn, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings() -> Settings:
+    return click.get_current_context().ensure_object(Settings)
+
+
+def repo_location() -> str:
+    location = settings().repo or os.environ.get("SEAWALL_REPOSITORY", "")
+    if not location:
+        raise UsageError("no repository given: use --repo LOCATION or set SEAWALL_REPOSITORY")
+    return location
+
+
+def read_password(*, confirm: bool = False, prompt: str = "repository password") -> str:
+    """From --password-file, $SEAWALL_PASSWORD_FILE, $SEAWALL_PASSWORD, or a prompt on a terminal."""
+    path = settings().password_file or os.environ.get("SEAWALL_PASSWORD_FILE")
+    if path:
+        try:
+            password = Path(path).read_text().rstrip("\r\n")
+        except OSError as err:
+            raise UsageError(f"cannot read the password file {path}: {err.strerror}") from None
+    elif "SEAWALL_PASSWORD" in os.environ:
+        password = os.environ["SEAWALL_PASSWORD"]
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"enter {prompt}: ")
+        if confirm and getpass.getpass(f"enter {prompt} again: ") != password:
+            raise UsageError("the passwords do not match")
+    else:
+        raise UsageError(
+            "no password given: set SEAWALL_PASSWORD or SEAWALL_PASSWORD_FILE, "
+            "or use --password-file (there is no terminal to ask on)"
+        )
+    if not password:
+        raise UsageError("an empty password is not allowed")
+    return password
+
+
+def open_repo() -> Repository:
+    storage = open_storage(repo_location())
+    return Repository.open(storage, read_password())
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def info(message: str) -> None:
+    if not settings().quiet:
+        out_console.print(message, markup=False)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"warning: {message}", markup=False)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def progress_display(progress: Progress) -> Iterator[Progress]:
+    """Draw ``progress`` on stderr while the body runs, only when stderr is a terminal."""
+    if not sys.stderr.isatty() or settings().quiet:
+        yield progress
+        return
+    bar = RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[files]} files"),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+    task = bar.add_task(progress.phase, total=None, files="0")
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(0.2):
+            v = progress.view()
+            files = f"{v.files_done}" + (f"/{v.files_total}" if v.files_total is not None else "")
+            bar.update(task, description=v.phase, completed=v.bytes_done, total=v.bytes_total, files=files)
+
+    with bar:
+        thread = threading.Thread(target=refresh, daemon=True)
+        thread.start()
+        try:
+            yield progress
+        finally:
+            stop.set()
+            thread.join()

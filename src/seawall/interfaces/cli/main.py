@@ -1,0 +1,82 @@
+"""The ``seawall`` entry point: the command group, and errors mapped to exit codes.
+
+Exit codes: 0 success; 1 error; 2 usage; 3 backup finished but some source
+files could not be read; 10 no repository at that location; 11 the
+repository is locked; 12 wrong password; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from seawall import __version__
+from seawall.errors import SeawallError
+from seawall.interfaces.cli import data_cmds, repo_cmds
+from seawall.interfaces.cli.common import Settings, err_console
+
+PARTIAL_BACKUP = 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-r", "--repo", metavar="LOCATION", default=None,
+              help="Repository location: a directory (default: $SEAWALL_REPOSITORY).")
+@click.option("--password-file", metavar="FILE", default=None,
+              help="Read the repository password from FILE (default: $SEAWALL_PASSWORD_FILE, "
+                   "then $SEAWALL_PASSWORD, then a prompt on a terminal).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and requested output.")
+@click.version_option(__version__, prog_name="seawall")
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None, password_file: str | None, quiet: bool) -> None:
+    """seawall: encrypted, deduplicated, crash-safe backups for AI systems.
+
+    \b
+    Quick start:
+      export SEAWALL_REPOSITORY=/backups/repo SEAWALL_PASSWORD_FILE=~/.seawall-pw
+      seawall init
+      seawall backup ~/datasets ~/checkpoints --tag nightly
+      seawall snapshots
+      seawall restore latest --target /restore
+      seawall check --read-data
+
+    Run `seawall demo` for a full backup, disaster and recovery drill on a
+    sample AI workspace.
+    """
+    settings = ctx.ensure_object(Settings)
+    settings.repo, settings.password_file, settings.quiet = repo, password_file, quiet
+
+
+for command in (*repo_cmds.COMMANDS, *data_cmds.COMMANDS):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="seawall", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the repository is valid; run the command again to finish",
+                          markup=False)
+        sys.exit(130)
+    except SeawallError as err:
+        err_console.print(f"seawall: {err}", markup=False)
+        sys.exit(err.exit_code)
+    except Exception as err:  # a bug: say so briefly, trace only on request
+        if os.environ.get("SEAWALL_DEBUG"):
+            traceback.print_exc()
+        err_console.print(
+            f"seawall: internal error: {type(err).__name__}: {err}\n"
+            "set SEAWALL_DEBUG=1 to see the traceback, and please report it",
+            markup=False,
+        )
+        sys.exit(1)

@@ -1,0 +1,272 @@
+"""Commands that manage the repository: init, key, unlock, check, forget, prune, stats."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from seawall.engine.progress import Progress
+from seawall.errors import UsageError
+from seawall.operations.check import check
+from seawall.operations.forget import KeepPolicy, forget, forget_ids
+from seawall.operations.inspect import stats
+from seawall.operations.prune import PruneResult, prune
+from seawall.repository.lock import list_locks, remove_locks
+from seawall.repository.repo import Repository
+from seawall.storage import open_storage
+
+from .common import (
+    emit_json,
+    human_bytes,
+    info,
+    open_repo,
+    progress_display,
+    read_password,
+    repo_location,
+    repo_options,
+    warn,
+)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+@click.command()
+@repo_options
+def init() -> None:
+    """Create a new, empty repository at --repo.
+
+    The password is asked twice on a terminal, or read from
+    $SEAWALL_PASSWORD / $SEAWALL_PASSWORD_FILE / --password-file. Losing every
+    password of a repository means losing its data: keep one somewhere safe.
+    """
+    storage = open_storage(repo_location())
+    repo = Repository.init(storage, read_password(confirm=True))
+    info(f"created seawall repository {repo.config.id[:10]} at {storage.location}")
+
+
+@click.group()
+def key() -> None:
+    """Manage the passwords (keys) that open the repository."""
+
+
+@key.command("list")
+@repo_options
+@json_option
+def key_list(as_json: bool) -> None:
+    """List the repository's keys; * marks the one in use."""
+    repo = open_repo()
+    keys = repo.list_keys()
+    if as_json:
+        emit_json([{**k.__dict__, "current": k.id == repo.key_id} for k in keys])
+        return
+    for k in keys:
+        mark = "*" if k.id == repo.key_id else " "
+        click.echo(f"{mark} {k.id[:12]}  {k.username}@{k.hostname}  {k.created}")
+
+
+@key.command("add")
+@repo_options
+@click.option("--new-password-file", metavar="FILE", help="Read the new password from FILE.")
+def key_add(new_password_file: str | None) -> None:
+    """Add another password that opens the repository."""
+    repo = open_repo()
+    new = _new_password(new_password_file)
+    info(f"added key {repo.add_key(new)[:12]}")
+
+
+@key.command("remove")
+@repo_options
+@click.argument("key_id")
+def key_remove(key_id: str) -> None:
+    """Remove the key KEY_ID (a unique prefix); the key in use cannot be removed."""
+    repo = open_repo()
+    info(f"removed key {repo.remove_key(key_id)[:12]}")
+
+
+@key.command("passwd")
+@repo_options
+@click.option("--new-password-file", metavar="FILE", help="Read the new password from FILE.")
+def key_passwd(new_password_file: str | None) -> None:
+    """Change the password in use: adds a new key, then removes the old one.
+
+    No data is rewritten.
+    """
+    repo = open_repo()
+    old = repo.key_id
+    new_id = repo.add_key(_new_password(new_password_file))
+    repo.storage.delete(f"keys/{old}")
+    info(f"password changed: key {old[:12]} replaced by {new_id[:12]}")
+
+
+def _new_password(path: str | None) -> str:
+    if path:
+        try:
+            value = Path(path).read_text().rstrip("\r\n")
+        except OSError as err:
+            raise UsageError(f"cannot read {path}: {err.strerror}") from None
+    elif "SEAWALL_NEW_PASSWORD" in os.environ:
+        value = os.environ["SEAWALL_NEW_PASSWORD"]
+    elif sys.stdin.isatty():
+        value = getpass.getpass("enter new password: ")
+        if value != getpass.getpass("enter new password again: "):
+            raise UsageError("the passwords do not match")
+    else:
+        raise UsageError("give the new password with --new-password-file or $SEAWALL_NEW_PASSWORD")
+    if not value:
+        raise UsageError("an empty password is not allowed")
+    return value
+
+
+@click.command()
+@repo_options
+@click.option("--remove-all", is_flag=True, help="Remove every lock, not only stale ones.")
+def unlock(remove_all: bool) -> None:
+    """Remove stale locks left by processes that died.
+
+    A lock is stale when its process is gone (same host) or it has not been
+    refreshed for 30 minutes. Use --remove-all only when you are sure no
+    other seawall process is using the repository.
+    """
+    repo = open_repo()
+    removed = remove_locks(repo, all_locks=remove_all)
+    for lock in removed:
+        info(f"removed {lock.describe()}")
+    remaining = list_locks(repo)
+    info(f"removed {len(removed)} lock(s); {len(remaining)} live lock(s) remain")
+
+
+@click.command("check")
+@repo_options
+@click.option("--read-data", is_flag=True, help="Also read every pack and verify every byte.")
+@json_option
+def check_cmd(read_data: bool, as_json: bool) -> None:
+    """Verify the repository: index, packs, snapshots and, with --read-data, all data.
+
+    Reports which snapshots and files each problem affects. Exits 1 when
+    anything is wrong.
+    """
+    repo = open_repo()
+    with progress_display(Progress("check")) as progress:
+        result = check(repo, read_data=read_data, progress=progress)
+    if as_json:
+        emit_json(result.__dict__ | {"ok": result.ok})
+    else:
+        for w in result.warnings:
+            warn(w)
+        for e in result.errors:
+            click.echo(f"error: {e}", err=True)
+        for sid, paths in sorted(result.damaged.items()):
+            click.echo(f"snapshot {sid} is damaged: {len(paths)} path(s) cannot be restored in full:", err=True)
+            for p in paths[:50]:
+                click.echo(f"  {p}", err=True)
+            if len(paths) > 50:
+                click.echo(f"  ... and {len(paths) - 50} more", err=True)
+        what = "structure and all data" if read_data else "structure (add --read-data to verify all data)"
+        verdict = "no errors were found" if result.ok else f"{len(result.errors)} error(s) found"
+        info(f"checked {result.snapshots} snapshots, {result.packs} packs, {result.blobs} blobs: "
+             f"{what}; {verdict}")
+    if not result.ok:
+        raise click.exceptions.Exit(1)
+
+
+@click.command("forget")
+@repo_options
+@click.argument("snapshot_ids", nargs=-1)
+@click.option("--keep-last", default=0, metavar="N", help="Keep the N newest snapshots.")
+@click.option("--keep-hourly", default=0, metavar="N", help="Keep the newest snapshot of each of the last N hours.")
+@click.option("--keep-daily", default=0, metavar="N", help="Keep the newest snapshot of each of the last N days.")
+@click.option("--keep-weekly", default=0, metavar="N", help="Keep the newest of each of the last N weeks.")
+@click.option("--keep-monthly", default=0, metavar="N", help="Keep the newest of each of the last N months.")
+@click.option("--keep-yearly", default=0, metavar="N", help="Keep the newest of each of the last N years.")
+@click.option("--keep-tag", multiple=True, metavar="TAG", help="Keep snapshots with this tag.")
+@click.option("--prune", "then_prune", is_flag=True, help="Run prune afterwards to free the space.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
+@json_option
+def forget_cmd(snapshot_ids: tuple[str, ...], keep_last: int, keep_hourly: int, keep_daily: int,
+               keep_weekly: int, keep_monthly: int, keep_yearly: int, keep_tag: tuple[str, ...],
+               then_prune: bool, dry_run: bool, as_json: bool) -> None:
+    """Remove snapshots: the ones named, or those a --keep-* policy does not keep.
+
+    Snapshots are grouped by host and paths, and each group keeps its own.
+    Only `prune` (or --prune) frees the data.
+    """
+    repo = open_repo()
+    report: dict[str, Any] = {}
+    if snapshot_ids:
+        removed = forget_ids(repo, list(snapshot_ids)) if not dry_run else [repo.resolve_snapshot(s) for s in snapshot_ids]
+        report["removed"] = [s.id.hex() for s in removed]
+        if not as_json:
+            for s in removed:
+                info(f"{'would remove' if dry_run else 'removed'} snapshot {s.short_id}")
+    else:
+        policy = KeepPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
+                            tuple(keep_tag))
+        groups = forget(repo, policy, dry_run=dry_run)
+        report["groups"] = [
+            {"host": g.key[0], "paths": list(g.key[1]),
+             "keep": [{"id": s.id.hex(), "time": s.time, "reasons": g.reasons.get(s.id, [])} for s in g.keep],
+             "remove": [{"id": s.id.hex(), "time": s.time} for s in g.remove]}
+            for g in groups
+        ]
+        if not as_json:
+            for g in groups:
+                info(f"{g.key[0]} {', '.join(g.key[1])}: keep {len(g.keep)}, "
+                     f"{'would remove' if dry_run else 'remove'} {len(g.remove)}")
+                for s in g.keep:
+                    info(f"  keep   {s.short_id}  {s.time[:19]}  ({', '.join(g.reasons.get(s.id, []))})")
+                for s in g.remove:
+                    info(f"  remove {s.short_id}  {s.time[:19]}")
+    if then_prune and not dry_run:
+        report["prune"] = _run_prune(repo, dry_run=False, as_json=as_json).__dict__
+    if as_json:
+        emit_json(report)
+
+
+@click.command("prune")
+@repo_options
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be freed; change nothing.")
+@json_option
+def prune_cmd(dry_run: bool, as_json: bool) -> None:
+    """Delete data no snapshot uses, and repack fragmented packs.
+
+    Takes an exclusive lock. Safe to interrupt: a killed prune leaves a valid
+    repository.
+    """
+    result = _run_prune(open_repo(), dry_run=dry_run, as_json=as_json)
+    if as_json:
+        emit_json(result.__dict__)
+
+
+def _run_prune(repo: Repository, *, dry_run: bool, as_json: bool) -> PruneResult:
+    with progress_display(Progress("prune")) as progress:
+        result = prune(repo, dry_run=dry_run, progress=progress)
+    if not as_json:
+        verb = "would free" if dry_run else "freed"
+        info(f"{verb} {human_bytes(result.bytes_freed)}: {result.packs_deleted} packs deleted, "
+             f"{result.packs_repacked} repacked into {result.packs_written}, "
+             f"{result.blobs_removed} unused blobs")
+    return result
+
+
+@click.command("stats")
+@repo_options
+@json_option
+def stats_cmd(as_json: bool) -> None:
+    """Show how much data the repository holds, and its deduplication and compression."""
+    s = stats(open_repo())
+    if as_json:
+        emit_json(s.__dict__ | {"dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio})
+        return
+    click.echo(f"snapshots:        {s.snapshots}")
+    click.echo(f"files (all snaps):{s.files:>8}  {human_bytes(s.restore_bytes)}")
+    click.echo(f"unique data:      {human_bytes(s.raw_bytes)} in {s.blobs} blobs")
+    click.echo(f"stored:           {human_bytes(s.stored_bytes)} in {s.packs} packs")
+    click.echo(f"deduplication:    {s.dedup_ratio:.2f}x   compression: {s.compression_ratio:.2f}x")
+
+
+COMMANDS = [init, key, unlock, check_cmd, forget_cmd, prune_cmd, stats_cmd]

@@ -1,0 +1,119 @@
+"""backup: store paths as a new snapshot."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from seawall import __version__
+from seawall.engine.archiver import ArchiveStats, Archiver, scan_totals
+from seawall.engine.progress import Progress
+from seawall.errors import UsageError
+from seawall.repository.lock import Lock
+from seawall.repository.repo import Repository, WriteStats
+from seawall.repository.snapshot import Snapshot
+
+
+@dataclass
+class BackupResult:
+    snapshot: Snapshot
+    stats: ArchiveStats
+    written: WriteStats
+    duration: float
+    parent: Snapshot | None
+
+    @property
+    def partial(self) -> bool:
+        """Some source files could not be read (they are not in the snapshot)."""
+        return bool(self.stats.unreadable)
+
+
+def find_parent(repo: Repository, paths: list[str], hostname: str) -> Snapshot | None:
+    """The newest snapshot of the same paths from the same host."""
+    same = [s for s in repo.list_snapshots() if s.hostname == hostname and sorted(s.paths) == paths]
+    return same[-1] if same else None
+
+
+def backup(
+    repo: Repository,
+    paths: list[str | Path],
+    *,
+    tags: list[str] | None = None,
+    excludes: list[str] | None = None,
+    hostname: str | None = None,
+    parent: Snapshot | None = None,
+    use_parent: bool = True,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> BackupResult:
+    """Back up ``paths`` into one new snapshot.
+
+    Unreadable files are skipped and listed in ``stats.unreadable``; the
+    snapshot holds everything else. A crash or kill at any point leaves the
+    repository valid, and running the same backup again reuses every pack
+    already stored.
+    """
+    if not paths:
+        raise UsageError("nothing to back up: give at least one path")
+    resolved = sorted({Path(p).expanduser().absolute() for p in paths})
+    missing = [str(p) for p in resolved if not p.exists() and not p.is_symlink()]
+    if missing:
+        raise UsageError(f"cannot back up {', '.join(missing)}: no such file or directory")
+    hostname = hostname or socket.gethostname()
+    progress = progress or Progress("backup")
+    progress.start("backup")
+    started = time.monotonic()
+    start_time = datetime.now(UTC)
+    str_paths = [str(p) for p in resolved]
+    with Lock(repo, exclusive=False):
+        repo.load_index()
+        repo.index_orphan_packs()
+        if parent is None and use_parent:
+            parent = find_parent(repo, str_paths, hostname)
+        done = threading.Event()
+        scanner = threading.Thread(
+            target=scan_totals, args=(resolved, excludes or [], progress, done.is_set), daemon=True
+        )
+        scanner.start()
+        writer = repo.writer()
+        archiver = Archiver(repo, writer, excludes=excludes, progress=progress, workers=workers)
+        try:
+            tree = archiver.archive(resolved, parent.tree if parent else None)
+            writer.flush()
+        finally:
+            done.set()
+            archiver.close()
+            writer.close()
+        stats = archiver.stats
+        duration = time.monotonic() - started
+        snap = Snapshot(
+            time=start_time.isoformat(),
+            tree=tree,
+            paths=str_paths,
+            hostname=hostname,
+            username=getpass.getuser(),
+            tags=sorted(set(tags or [])),
+            parent=parent.id if parent else None,
+            excludes=list(excludes or []),
+            program_version=f"seawall {__version__}",
+            summary={
+                "files_new": stats.files_new,
+                "files_changed": stats.files_changed,
+                "files_unmodified": stats.files_unmodified,
+                "dirs": stats.dirs,
+                "bytes_total": stats.bytes_total,
+                "bytes_read": stats.bytes_read,
+                "data_added": writer.stats.bytes_added,
+                "data_stored": writer.stats.stored_bytes,
+                "blobs_added": writer.stats.blobs_added,
+                "unreadable": len(stats.unreadable),
+                "duration_s": round(duration, 3),
+            },
+        )
+        repo.save_snapshot(snap)
+    return BackupResult(snap, stats, writer.stats, duration, parent)

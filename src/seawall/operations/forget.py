@@ -1,0 +1,109 @@
+"""forget: remove snapshots by a retention policy (restic's --keep-* rules).
+
+:func:`apply_policy` is a pure function over snapshot times, tested on its own.
+Snapshots are grouped by host and paths; each group keeps its own set.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from seawall.errors import ObjectNotFound, UsageError
+from seawall.repository.lock import Lock
+from seawall.repository.repo import Repository
+from seawall.repository.snapshot import Snapshot
+
+_BUCKETS = {
+    "hourly": "%Y-%m-%d %H",
+    "daily": "%Y-%m-%d",
+    "weekly": "%G-W%V",
+    "monthly": "%Y-%m",
+    "yearly": "%Y",
+}
+
+
+@dataclass(frozen=True)
+class KeepPolicy:
+    last: int = 0
+    hourly: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    yearly: int = 0
+    tags: tuple[str, ...] = ()
+
+    def empty(self) -> bool:
+        return not (self.last or self.hourly or self.daily or self.weekly or self.monthly
+                    or self.yearly or self.tags)
+
+
+@dataclass
+class ForgetGroup:
+    key: tuple[str, tuple[str, ...]]
+    keep: list[Snapshot] = field(default_factory=list)
+    remove: list[Snapshot] = field(default_factory=list)
+    #: snapshot id -> the rules that kept it
+    reasons: dict[bytes, list[str]] = field(default_factory=dict)
+
+
+def apply_policy(snapshots: list[Snapshot], policy: KeepPolicy) -> list[ForgetGroup]:
+    if policy.empty():
+        raise UsageError("no --keep-* rule given; refusing to forget every snapshot")
+    groups: dict[tuple[str, tuple[str, ...]], list[Snapshot]] = defaultdict(list)
+    for snap in snapshots:
+        groups[(snap.hostname, tuple(sorted(snap.paths)))].append(snap)
+    result = []
+    for key, snaps in sorted(groups.items()):
+        group = ForgetGroup(key)
+        newest_first = sorted(snaps, key=lambda s: (s.time, s.id), reverse=True)
+        reasons: dict[bytes, list[str]] = defaultdict(list)
+        for i, snap in enumerate(newest_first):
+            if i < policy.last:
+                reasons[snap.id].append("last")
+            if set(policy.tags) & set(snap.tags):
+                reasons[snap.id].append("tag")
+        for rule, fmt in _BUCKETS.items():
+            budget = getattr(policy, rule)
+            last_bucket = None
+            for snap in newest_first:
+                if budget <= 0:
+                    break
+                bucket = _bucket(snap.datetime, fmt)
+                if bucket != last_bucket:
+                    reasons[snap.id].append(rule)
+                    last_bucket = bucket
+                    budget -= 1
+        for snap in newest_first:
+            (group.keep if snap.id in reasons else group.remove).append(snap)
+        group.reasons = dict(reasons)
+        result.append(group)
+    return result
+
+
+def _bucket(when: datetime, fmt: str) -> str:
+    return when.astimezone().strftime(fmt)
+
+
+def forget(repo: Repository, policy: KeepPolicy, *, dry_run: bool = False) -> list[ForgetGroup]:
+    """Remove the snapshots the policy does not keep. Data goes only with prune."""
+    with Lock(repo, exclusive=True):
+        groups = apply_policy(repo.list_snapshots(), policy)
+        if not dry_run:
+            for group in groups:
+                for snap in group.remove:
+                    try:
+                        repo.delete_object("snapshots", snap.id)
+                    except ObjectNotFound:
+                        pass
+    return groups
+
+
+def forget_ids(repo: Repository, names: list[str]) -> list[Snapshot]:
+    """Remove the named snapshots."""
+    with Lock(repo, exclusive=True):
+        snaps = [repo.resolve_snapshot(n) for n in names]
+        for snap in snaps:
+            repo.delete_object("snapshots", snap.id)
+    return snaps

@@ -1,0 +1,164 @@
+"""prune: delete data no snapshot needs, and repack what is fragmented.
+
+Under an exclusive lock, prune finds every blob reachable from a snapshot
+(memory: numpy arrays of ids, no Python object per blob), then:
+
+1. repacks the still-used blobs of packs that are mostly unused or small,
+   writing new packs (and an index for them);
+2. writes a new index of everything kept, superseding every index it read;
+3. deletes the old index objects;
+4. deletes the packs no index names any more.
+
+A crash between any two steps leaves a valid repository: at worst some data
+is stored twice, or unused packs remain for the next prune. Prune refuses to
+run on a repository whose index or snapshots are damaged, because it could
+not tell what is in use.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from seawall.engine.progress import Progress
+from seawall.engine.trees import load_tree
+from seawall.errors import SeawallError
+from seawall.repository.index import IndexObject
+from seawall.repository.lock import Lock
+from seawall.repository.pack import PackedBlob, pack_name
+from seawall.repository.repo import Repository
+from seawall.repository.snapshot import DIR, FILE
+
+#: Repack a pack once this share of its bytes is unused.
+REPACK_UNUSED = 0.2
+#: Packs smaller than pack_size / SMALL_DIVISOR are combined when there are several.
+SMALL_DIVISOR = 8
+_INDEX_CHUNK = 500_000
+
+
+@dataclass
+class PruneResult:
+    packs_deleted: int = 0
+    packs_repacked: int = 0
+    packs_written: int = 0
+    bytes_freed: int = 0
+    blobs_removed: int = 0
+    index_objects: int = 0
+    dry_run: bool = False
+
+
+def used_blobs(repo: Repository, progress: Progress | None = None) -> np.ndarray:
+    """Sorted unique ids (S32) of every blob a snapshot reaches."""
+    seen_trees: set[bytes] = set()
+    batches: list[np.ndarray] = []
+    batch: list[bytes] = []
+
+    def flush() -> None:
+        if batch:
+            batches.append(np.unique(np.array(batch, dtype="S32")))
+            batch.clear()
+
+    stack = [s.tree for s in repo.list_snapshots()]
+    while stack:
+        tree_id = stack.pop()
+        if tree_id in seen_trees:
+            continue
+        seen_trees.add(tree_id)
+        batch.append(tree_id)
+        for node in load_tree(repo, tree_id):
+            if node.type == DIR and node.subtree is not None:
+                stack.append(node.subtree)
+            elif node.type == FILE:
+                batch.extend(node.content)
+        if len(batch) > 200_000:
+            flush()
+        if progress:
+            progress.add(files=1)
+    flush()
+    if not batches:
+        return np.zeros(0, dtype="S32")
+    return np.unique(np.concatenate(batches))
+
+
+def prune(repo: Repository, *, dry_run: bool = False, progress: Progress | None = None) -> PruneResult:
+    progress = progress or Progress("prune")
+    result = PruneResult(dry_run=dry_run)
+    with Lock(repo, exclusive=True):
+        repo.load_index(strict=True)
+        repo.index_orphan_packs()
+        progress.start("prune: find used data")
+        used = used_blobs(repo, progress)
+        entries = repo.index.entries()
+        packs = repo.index.packs()
+        in_use = np.isin(entries["id"], used)
+        used_bytes = np.bincount(entries["pack"], weights=entries["length"] * in_use, minlength=len(packs))
+        result.blobs_removed = int((~in_use).sum())
+
+        delete, repack = set(), set()
+        small = [no for no, (_p, size, _s) in enumerate(packs) if size < repo.config.pack_size // SMALL_DIVISOR]
+        for no, (_pid, size, _salt) in enumerate(packs):
+            if used_bytes[no] == 0:
+                delete.add(no)
+            elif 1 - used_bytes[no] / size > REPACK_UNUSED or (no in small and len(small) > 1):
+                repack.add(no)
+        result.packs_deleted = len(delete)
+        result.packs_repacked = len(repack)
+        result.bytes_freed = sum(packs[no][1] for no in delete | repack)
+        if dry_run or not (delete or repack):
+            return result
+
+        progress.start("prune: repack")
+        writer = repo.writer(dedup_index=False)
+        try:
+            wanted: dict[int, list[PackedBlob]] = defaultdict(list)
+            for row in entries[in_use & np.isin(entries["pack"], list(repack))]:
+                wanted[int(row["pack"])].append(
+                    PackedBlob(int(row["type"]), bytes(row["id"]).ljust(32, b"\0"), int(row["offset"]),
+                               int(row["length"]), int(row["raw_length"]))
+                )
+            for no, blobs in wanted.items():
+                pack_id, _size, salt = packs[no]
+                for blob, data in repo.read_pack_blobs(pack_id, salt, blobs):
+                    if isinstance(data, SeawallError):
+                        raise SeawallError(
+                            f"prune stopped before deleting anything: {data}; run `seawall check --read-data`"
+                        )
+                    writer.add(blob.type, data, blob.id)
+                    progress.add(nbytes=len(data))
+            writer.flush()
+        finally:
+            writer.close()
+        result.packs_written = len(writer.new_packs)
+
+        # The new index: kept entries of kept packs, plus the repacked blobs' new homes.
+        gone = delete | repack
+        kept_rows = entries[in_use & ~np.isin(entries["pack"], list(gone))] if gone else entries[in_use]
+        new_pack_set = set(writer.new_packs)
+        new_rows = entries[:0]
+        if new_pack_set:
+            new_nos = [no for no, (pid, _s, _salt) in enumerate(repo.index.packs()) if pid in new_pack_set]
+            all_entries = repo.index.entries()
+            new_rows = all_entries[np.isin(all_entries["pack"], new_nos)]
+        all_packs = repo.index.packs()
+        old_index_ids = sorted(repo.index.loaded_index_ids)
+        rows = np.concatenate([kept_rows, new_rows])
+        for start in range(0, max(len(rows), 1), _INDEX_CHUNK):
+            repo.save_index(_index_of(rows[start : start + _INDEX_CHUNK], all_packs, old_index_ids))
+            result.index_objects += 1
+        for index_id in old_index_ids:
+            repo.delete_object("index", index_id)
+        for no in sorted(gone):
+            repo.storage.delete(pack_name(packs[no][0]))
+        return result
+
+
+def _index_of(rows: np.ndarray, packs: list[tuple[bytes, int, bytes]], supersedes: list[bytes]) -> IndexObject:
+    """An index object for ``rows`` (pack numbers into ``packs``), renumbered locally."""
+    numbers = np.unique(rows["pack"]) if len(rows) else np.zeros(0, dtype="<u4")
+    local = rows.copy()
+    if len(rows):
+        local["pack"] = np.searchsorted(numbers, rows["pack"])
+    return IndexObject([packs[int(n)] for n in numbers], local, list(supersedes))
+

@@ -1,0 +1,63 @@
+"""The public repository config: the one object stored in clear.
+
+It names the format version and the non-secret parameters a reader needs
+before it has a key. Everything secret derives from the master key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from seawall.codec.chunker import ChunkerParams
+from seawall.errors import FormatError
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config"
+DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    id: str = field(default_factory=lambda: os.urandom(32).hex())
+    version: int = FORMAT_VERSION
+    chunker: ChunkerParams = field(default_factory=ChunkerParams)
+    pack_size: int = DEFAULT_PACK_SIZE
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "format": "seawall-repository",
+            "version": self.version,
+            "id": self.id,
+            "created": self.created,
+            "chunker": self.chunker.to_json(),
+            "pack_size": self.pack_size,
+            "compression": "zstd",
+            "encryption": "aes-256-gcm",
+        }
+        return json.dumps(doc, indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RepoConfig:
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != "seawall-repository":
+                raise FormatError("this is not a seawall repository config")
+            version = int(doc["version"])
+            if version != FORMAT_VERSION:
+                raise FormatError(
+                    f"repository format version {version} is not supported by this seawall "
+                    f"(it reads version {FORMAT_VERSION}); upgrade seawall"
+                )
+            return cls(
+                id=str(doc["id"]),
+                version=version,
+                chunker=ChunkerParams.from_json(doc["chunker"]),
+                pack_size=int(doc["pack_size"]),
+                created=str(doc["created"]),
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise FormatError(f"the repository config is malformed: {err}") from None

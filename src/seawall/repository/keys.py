@@ -1,0 +1,111 @@
+"""Key files: the master secret wrapped under a password.
+
+A key file is JSON; its ``data`` field is the 32-byte master secret sealed
+with AES-256-GCM under a key derived from the password by Argon2id. The
+associated data binds the repository id and the KDF parameters, so a key
+file cannot be moved to another repository or have its cost lowered.
+Several key files may wrap the same master secret (several passwords);
+changing a password writes a new key file and rewrites no data.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import json
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from seawall.codec.crypto import NONCE_SIZE, MasterKey
+from seawall.errors import FormatError, IntegrityError
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """Argon2id cost. The default takes about 0.1 s and 64 MiB."""
+
+    time_cost: int = 3
+    memory_cost_kib: int = 64 * 1024
+    parallelism: int = 2
+
+    def derive(self, password: str, salt: bytes) -> bytes:
+        return hash_secret_raw(
+            password.encode(),
+            salt,
+            time_cost=self.time_cost,
+            memory_cost=self.memory_cost_kib,
+            parallelism=self.parallelism,
+            hash_len=32,
+            type=Type.ID,
+        )
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    created: str
+    hostname: str
+    username: str
+
+
+def _aad(repo_id: str, params: KdfParams, salt: bytes) -> bytes:
+    return (
+        f"seawall key v1|{repo_id}|argon2id|{params.time_cost}|"
+        f"{params.memory_cost_kib}|{params.parallelism}|"
+    ).encode() + salt
+
+
+def make_key_file(master: MasterKey, password: str, repo_id: str, params: KdfParams) -> bytes:
+    salt = os.urandom(16)
+    nonce = os.urandom(NONCE_SIZE)
+    wrapped = AESGCM(params.derive(password, salt)).encrypt(
+        nonce, master.secret, _aad(repo_id, params, salt)
+    )
+    doc = {
+        "version": 1,
+        "created": datetime.now(UTC).isoformat(),
+        "hostname": socket.gethostname(),
+        "username": getpass.getuser(),
+        "kdf": {
+            "algorithm": "argon2id",
+            "time_cost": params.time_cost,
+            "memory_cost_kib": params.memory_cost_kib,
+            "parallelism": params.parallelism,
+            "salt": base64.b64encode(salt).decode(),
+        },
+        "data": base64.b64encode(nonce + wrapped).decode(),
+    }
+    return json.dumps(doc, indent=2).encode() + b"\n"
+
+
+def parse_key_file(data: bytes, key_id: str) -> tuple[KeyInfo, KdfParams, bytes, bytes]:
+    try:
+        doc = json.loads(data)
+        kdf = doc["kdf"]
+        if kdf["algorithm"] != "argon2id":
+            raise FormatError(f"key {key_id} uses unsupported KDF {kdf['algorithm']!r}")
+        params = KdfParams(int(kdf["time_cost"]), int(kdf["memory_cost_kib"]), int(kdf["parallelism"]))
+        info = KeyInfo(key_id, str(doc["created"]), str(doc["hostname"]), str(doc["username"]))
+        return info, params, base64.b64decode(kdf["salt"]), base64.b64decode(doc["data"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise FormatError(f"key file {key_id} is malformed: {err}") from None
+
+
+def open_key_file(data: bytes, key_id: str, password: str, repo_id: str) -> MasterKey | None:
+    """The master key if ``password`` opens this key file, else None."""
+    _info, params, salt, sealed = parse_key_file(data, key_id)
+    try:
+        secret = AESGCM(params.derive(password, salt)).decrypt(
+            sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], _aad(repo_id, params, salt)
+        )
+    except InvalidTag:
+        return None
+    if len(secret) != 32:
+        raise IntegrityError(f"key file {key_id} holds a malformed master key")
+    return MasterKey(secret)

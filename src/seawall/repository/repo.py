@@ -1,0 +1,460 @@
+"""The repository: opening it, and reading and writing its objects.
+
+Read/write ordering (the crash-safety invariant): a pack is stored before any
+index names it, an index before any snapshot relies on it, and a snapshot
+last. So whatever instant a writer dies at, every snapshot that exists can be
+read in full; what a dead writer leaves behind is at most unreferenced packs
+(indexed again by the next backup, or removed by prune).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from seawall.codec import crypto
+from seawall.codec.chunker import Chunker, ChunkerParams
+from seawall.codec.compress import decode, encode
+from seawall.codec.crypto import MasterKey, Sealer
+from seawall.codec.ids import blob_id, storage_id
+from seawall.errors import (
+    FormatError,
+    IntegrityError,
+    ObjectNotFound,
+    RepositoryExists,
+    RepositoryNotFound,
+    SeawallError,
+    SnapshotNotFound,
+    UsageError,
+    WrongPassword,
+)
+from seawall.repository.config import CONFIG_NAME, DEFAULT_PACK_SIZE, RepoConfig
+from seawall.repository.index import INDEX_AAD, IndexObject, MasterIndex
+from seawall.repository.keys import KdfParams, KeyInfo, make_key_file, open_key_file, parse_key_file
+from seawall.repository.pack import (
+    TRAILER_SIZE,
+    PackBuilder,
+    PackedBlob,
+    open_blob,
+    pack_name,
+    parse_tail,
+    tail_length,
+)
+from seawall.repository.snapshot import SNAPSHOT_AAD, Snapshot
+from seawall.storage import Storage
+
+_AAD = {"index": INDEX_AAD, "snapshots": SNAPSHOT_AAD, "locks": b"seawall lock"}
+
+
+class Repository:
+    """An open repository. Thread-safe for reads and for one BlobWriter per backup."""
+
+    def __init__(self, storage: Storage, config: RepoConfig, key: MasterKey, key_id: str) -> None:
+        self.storage = storage
+        self.config = config
+        self.key = key
+        self.key_id = key_id
+        self.index = MasterIndex()
+        self._enc_key = key.encryption_key
+        self._id_key = key.id_key
+
+    # --- opening -------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        storage: Storage,
+        password: str,
+        *,
+        kdf: KdfParams | None = None,
+        chunker: ChunkerParams | None = None,
+        pack_size: int = DEFAULT_PACK_SIZE,
+    ) -> Repository:
+        try:
+            storage.stat(CONFIG_NAME)
+            raise RepositoryExists(
+                f"a repository already exists at {storage.location}; "
+                "open it, or choose another location"
+            )
+        except ObjectNotFound:
+            pass
+        config = RepoConfig(chunker=chunker or ChunkerParams(), pack_size=pack_size)
+        key = MasterKey.generate()
+        key_file = make_key_file(key, password, config.id, kdf or KdfParams())
+        key_id = storage_id(key_file).hex()
+        # Keys first, config last: a location with a config is a usable repository.
+        storage.put(f"keys/{key_id}", key_file)
+        storage.put(CONFIG_NAME, config.to_bytes(), if_absent=True)
+        return cls(storage, config, key, key_id)
+
+    @classmethod
+    def open(cls, storage: Storage, password: str) -> Repository:
+        try:
+            config = RepoConfig.from_bytes(storage.get(CONFIG_NAME))
+        except ObjectNotFound:
+            raise RepositoryNotFound(
+                f"there is no seawall repository at {storage.location}; "
+                "check the location, or create one with `seawall init`"
+            ) from None
+        key_ids = [info.name.split("/", 1)[1] for info in storage.list("keys/")]
+        if not key_ids:
+            raise FormatError(f"the repository at {storage.location} has no keys")
+        for key_id in key_ids:
+            try:
+                data = storage.get(f"keys/{key_id}")
+            except ObjectNotFound:
+                continue
+            if storage_id(data).hex() != key_id:
+                continue  # a damaged key file cannot open anything
+            key = open_key_file(data, key_id, password, config.id)
+            if key is not None:
+                return cls(storage, config, key, key_id)
+        raise WrongPassword(
+            f"no key of the repository at {storage.location} opens with that password; "
+            "check SEAWALL_PASSWORD / --password-file"
+        )
+
+    def close(self) -> None:
+        self.storage.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- keys -----------------------------------------------------------------
+
+    def add_key(self, password: str, kdf: KdfParams | None = None) -> str:
+        data = make_key_file(self.key, password, self.config.id, kdf or KdfParams())
+        key_id = storage_id(data).hex()
+        self.storage.put(f"keys/{key_id}", data)
+        return key_id
+
+    def list_keys(self) -> list[KeyInfo]:
+        keys = []
+        for info in self.storage.list("keys/"):
+            key_id = info.name.split("/", 1)[1]
+            keys.append(parse_key_file(self.storage.get(info.name), key_id)[0])
+        return sorted(keys, key=lambda k: k.created)
+
+    def remove_key(self, key_id_prefix: str) -> str:
+        matches = [k.id for k in self.list_keys() if k.id.startswith(key_id_prefix)]
+        if len(matches) != 1:
+            raise UsageError(f"{len(matches)} keys match {key_id_prefix!r}; give a unique prefix")
+        if matches[0] == self.key_id:
+            raise UsageError("refusing to remove the key in use; open with another password first")
+        self.storage.delete(f"keys/{matches[0]}")
+        return matches[0]
+
+    # --- sealed objects ---------------------------------------------------------
+
+    def save_object(self, kind: str, plaintext: bytes) -> bytes:
+        data = crypto.seal_object(self._enc_key, encode(plaintext), _AAD[kind])
+        object_id = storage_id(data)
+        self.storage.put(f"{kind}/{object_id.hex()}", data)
+        return object_id
+
+    def load_object(self, kind: str, object_id: bytes) -> bytes:
+        name = f"{kind}/{object_id.hex()}"
+        data = self.storage.get(name)
+        if storage_id(data) != object_id:
+            raise IntegrityError(f"{name} does not match its id: it was corrupted or tampered with")
+        payload = crypto.open_object(self._enc_key, data, _AAD[kind], name)
+        try:
+            return decode(payload, 1 << 34)
+        except Exception as err:  # zstd's own errors
+            raise FormatError(f"{name} does not decompress: {err}") from None
+
+    def list_ids(self, kind: str) -> list[bytes]:
+        ids = []
+        for info in self.storage.list(f"{kind}/"):
+            try:
+                ids.append(bytes.fromhex(info.name.rsplit("/", 1)[1]))
+            except ValueError:
+                continue  # not ours
+        return ids
+
+    def delete_object(self, kind: str, object_id: bytes) -> None:
+        self.storage.delete(f"{kind}/{object_id.hex()}")
+
+    # --- index ---------------------------------------------------------------------
+
+    def load_index(self, *, strict: bool = True) -> list[tuple[bytes, SeawallError]]:
+        """Load every index object. Returns the ones that failed (strict: raise the first).
+
+        An index superseded by another that exists is skipped: prune writes the
+        superseding index before it deletes packs, so the superseded one may
+        name packs that are gone.
+        """
+        failed: list[tuple[bytes, SeawallError]] = []
+        objects: dict[bytes, IndexObject] = {}
+        for index_id in self.list_ids("index"):
+            if index_id in self.index.loaded_index_ids:
+                continue
+            try:
+                objects[index_id] = IndexObject.decode(self.load_object("index", index_id))
+            except ObjectNotFound:
+                continue  # superseded and removed by a prune while we listed
+            except (IntegrityError, FormatError) as err:
+                if strict:
+                    raise IntegrityError(
+                        f"index {index_id.hex()[:8]} is damaged ({err}); run `seawall check` "
+                        "and `seawall repair index`"
+                    ) from None
+                failed.append((index_id, err))
+        superseded = {old for obj in objects.values() for old in obj.supersedes}
+        for index_id, obj in objects.items():
+            if index_id in superseded:
+                self.index.loaded_index_ids.add(index_id)
+                continue
+            self.index.add_index(index_id, obj)
+        return failed
+
+    def save_index(self, obj: IndexObject) -> bytes:
+        index_id = self.save_object("index", obj.encode())
+        self.index.loaded_index_ids.add(index_id)
+        return index_id
+
+    def read_pack_header(self, pack_id: bytes, size: int) -> tuple[bytes, list[PackedBlob]]:
+        name = pack_name(pack_id)
+        trailer = self.storage.get(name, max(0, size - TRAILER_SIZE), TRAILER_SIZE)
+        n = min(size, tail_length(trailer))
+        return parse_tail(self._enc_key, self.storage.get(name, size - n, n), size)
+
+    def index_orphan_packs(self) -> int:
+        """Index packs that exist but no index names (left by a killed backup).
+
+        Returns how many were indexed. Damaged orphans are left for check/prune.
+        """
+        found = []
+        for info in self.storage.list("data/"):
+            try:
+                pack_id = bytes.fromhex(info.name.rsplit("/", 1)[1])
+            except ValueError:
+                continue
+            if self.index.has_pack(pack_id):
+                continue
+            try:
+                salt, blobs = self.read_pack_header(pack_id, info.size)
+            except (IntegrityError, FormatError, ObjectNotFound):
+                continue
+            found.append((pack_id, info.size, salt, blobs))
+        if found:
+            for pack_id, size, salt, blobs in found:
+                self.index.add_pack(pack_id, size, salt, blobs)
+            self.save_index(IndexObject.from_packs(found))
+        return len(found)
+
+    # --- blobs ---------------------------------------------------------------------------
+
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        return blob_id(self._id_key, data)
+
+    def chunker(self) -> Chunker:
+        return Chunker(self.config.chunker, self.key.chunker_seed)
+
+    def load_blob(self, bid: bytes) -> bytes:
+        loc = self.index.lookup(bid)
+        if loc is None:
+            raise IntegrityError(f"blob {bid.hex()[:12]} is not in the index: data is missing")
+        name = pack_name(loc.pack_id)
+        sealed = self.storage.get(name, loc.offset, loc.length)
+        data = open_blob(Sealer(self._enc_key, loc.pack_salt), loc.as_packed(bid), sealed,
+                         f"blob {bid.hex()[:12]} in {name}")
+        if self.blob_id(data) != bid:
+            raise IntegrityError(f"blob {bid.hex()[:12]} in {name} does not match its id")
+        return data
+
+    def read_pack_blobs(
+        self, pack_id: bytes, salt: bytes, blobs: list[PackedBlob]
+    ) -> Iterator[tuple[PackedBlob, bytes | SeawallError]]:
+        """Yield each blob's plaintext (or the error that stopped it) with one ranged read."""
+        name = pack_name(pack_id)
+        blobs = sorted(blobs, key=lambda b: b.offset)
+        start = blobs[0].offset
+        end = max(b.offset + b.length for b in blobs)
+        try:
+            data = self.storage.get(name, start, end - start)
+        except SeawallError as err:
+            for b in blobs:
+                yield b, err
+            return
+        yield from self.read_pack_blobs_from(data, pack_id, salt, blobs, base=start)
+
+    def read_pack_blobs_from(
+        self, data: bytes, pack_id: bytes, salt: bytes, blobs: list[PackedBlob], base: int = 0
+    ) -> Iterator[tuple[PackedBlob, bytes | SeawallError]]:
+        """Like read_pack_blobs, on bytes already read (``data`` starts at pack offset ``base``)."""
+        name = pack_name(pack_id)
+        sealer = Sealer(self._enc_key, salt)
+        view = memoryview(data)
+        for b in blobs:
+            what = f"blob {b.id.hex()[:12]} in {name}"
+            try:
+                sealed = view[b.offset - base : b.offset - base + b.length]
+                if len(sealed) != b.length:
+                    raise IntegrityError(f"{what} is truncated")
+                plain = open_blob(sealer, b, sealed, what)
+                if self.blob_id(plain) != b.id:
+                    raise IntegrityError(f"{what} does not match its id")
+                yield b, plain
+            except SeawallError as err:
+                yield b, err
+
+    def writer(self, *, upload_threads: int = 2, dedup_index: bool = True) -> BlobWriter:
+        return BlobWriter(self, upload_threads=upload_threads, dedup_index=dedup_index)
+
+    # --- snapshots ----------------------------------------------------------------------------
+
+    def save_snapshot(self, snap: Snapshot) -> bytes:
+        snap.id = self.save_object("snapshots", snap.to_bytes())
+        return snap.id
+
+    def load_snapshot(self, snapshot_id: bytes) -> Snapshot:
+        return Snapshot.from_bytes(self.load_object("snapshots", snapshot_id), snapshot_id)
+
+    def list_snapshots(self) -> list[Snapshot]:
+        """Every snapshot, oldest first."""
+        snaps = []
+        for sid in self.list_ids("snapshots"):
+            try:
+                snaps.append(self.load_snapshot(sid))
+            except ObjectNotFound:
+                continue  # forgotten while we listed
+        return sorted(snaps, key=lambda s: (s.time, s.id))
+
+    def resolve_snapshot(self, name: str) -> Snapshot:
+        """``latest``, a full id, or a unique prefix of one."""
+        if name == "latest":
+            snaps = self.list_snapshots()
+            if not snaps:
+                raise SnapshotNotFound(f"the repository at {self.storage.location} has no snapshots yet")
+            return snaps[-1]
+        matches = [sid for sid in self.list_ids("snapshots") if sid.hex().startswith(name.lower())]
+        if not matches or not name:
+            raise SnapshotNotFound(f"no snapshot matches {name!r}; list them with `seawall snapshots`")
+        if len(matches) > 1:
+            raise SnapshotNotFound(f"{len(matches)} snapshots match {name!r}; give more of the id")
+        return self.load_snapshot(matches[0])
+
+
+@dataclass
+class WriteStats:
+    blobs_added: int = 0
+    bytes_added: int = 0
+    stored_bytes: int = 0
+    packs_written: int = 0
+
+
+class BlobWriter:
+    """Adds blobs to a repository, deduplicated, packed and uploaded in the background.
+
+    ``add`` may be called from many threads: each thread fills its own packs.
+    ``flush`` (from one thread, once no ``add`` is running) stores every
+    pending pack and writes the index that names them.
+    """
+
+    INDEX_EVERY = 32  # packs: how much a killed backup can leave unindexed
+
+    def __init__(self, repo: Repository, *, upload_threads: int = 2, dedup_index: bool = True) -> None:
+        self.repo = repo
+        # prune's repacking writer must not skip blobs because the packs it empties hold them
+        self._dedup_index = dedup_index
+        self.stats = WriteStats()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._builders: list[dict[int, PackBuilder]] = []
+        self._reserved: set[bytes] = set()
+        self._unindexed: list[tuple[bytes, int, bytes, list[PackedBlob]]] = []
+        self._uploads = ThreadPoolExecutor(upload_threads, thread_name_prefix="upload")
+        self._slots = threading.BoundedSemaphore(upload_threads * 2)
+        self._futures: list[Future[None]] = []
+        self._error: BaseException | None = None
+        self.new_packs: list[bytes] = []
+
+    def add(self, blob_type: int, data: bytes | memoryview, bid: bytes | None = None) -> bytes:
+        """Store ``data`` unless the repository already has it; return its id."""
+        if self._error is not None:
+            raise self._error
+        bid = self.repo.blob_id(data) if bid is None else bid
+        with self._lock:
+            if bid in self._reserved or (self._dedup_index and self.repo.index.has(bid)):
+                return bid
+            self._reserved.add(bid)
+        builders: dict[int, PackBuilder] | None = getattr(self._local, "builders", None)
+        if builders is None:
+            builders = self._local.builders = {}
+            with self._lock:
+                self._builders.append(builders)
+        builder = builders.get(blob_type)
+        if builder is None:
+            builder = builders[blob_type] = PackBuilder(self.repo._enc_key)
+        blob = builder.add(blob_type, bid, data)
+        with self._lock:
+            self.stats.blobs_added += 1
+            self.stats.bytes_added += blob.raw_length
+        if builder.size >= self.repo.config.pack_size:
+            del builders[blob_type]
+            self._submit(builder)
+        return bid
+
+    def _submit(self, builder: PackBuilder) -> None:
+        blobs = list(builder.blobs)
+        salt = builder.salt
+        pack_id, data = builder.finish()
+        self._slots.acquire()  # bounds the memory held by packs waiting to upload
+        try:
+            future = self._uploads.submit(self._upload, pack_id, data, salt, blobs)
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._lock:
+            self._futures.append(future)
+            self.new_packs.append(pack_id)
+
+    def _upload(self, pack_id: bytes, data: bytes, salt: bytes, blobs: list[PackedBlob]) -> None:
+        try:
+            self.repo.storage.put(pack_name(pack_id), data)
+            self.repo.index.add_pack(pack_id, len(data), salt, blobs)
+            with self._lock:
+                self.stats.packs_written += 1
+                self.stats.stored_bytes += len(data)
+                self._unindexed.append((pack_id, len(data), salt, blobs))
+                batch = self._take_batch(self.INDEX_EVERY)
+            if batch:
+                self.repo.save_index(IndexObject.from_packs(batch))
+        except BaseException as err:
+            self._error = self._error or err
+            raise
+        finally:
+            self._slots.release()
+
+    def _take_batch(self, at_least: int) -> list[tuple[bytes, int, bytes, list[PackedBlob]]]:
+        if len(self._unindexed) < at_least:
+            return []
+        batch, self._unindexed = self._unindexed, []
+        return batch
+
+    def flush(self) -> None:
+        """Store everything added so far; after it returns, it is all indexed."""
+        for builders in self._builders:
+            for blob_type in list(builders):
+                builder = builders.pop(blob_type)
+                if builder.blobs:
+                    self._submit(builder)
+        with self._lock:
+            futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()
+        if self._error is not None:
+            raise self._error
+        with self._lock:
+            batch = self._take_batch(1)
+        if batch:
+            self.repo.save_index(IndexObject.from_packs(batch))
+
+    def close(self) -> None:
+        self._uploads.shutdown(wait=True, cancel_futures=True)
