@@ -48,6 +48,8 @@ CACHE_NOTE = (
 )
 HASH_SAMPLE = 100
 TIME_BINARY = "/usr/bin/time"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"  # git-ignored
+TOOL_ENV_PREFIXES = ("SEAWALL_", "RESTIC_", "BORG_")
 Medians = dict[str, dict[str, dict[str, float]]]  # who -> step -> metric -> value
 
 
@@ -336,11 +338,17 @@ def restored_root(target: Path, source: Path) -> Path:
     return target / source.relative_to(source.anchor)
 
 
+def clean_environ() -> dict[str, str]:
+    # A user's RESTIC_REPOSITORY, BORG_REPO, SEAWALL_PASSWORD_FILE... must not leak into runs.
+    return {k: v for k, v in os.environ.items() if not k.startswith(TOOL_ENV_PREFIXES)}
+
+
 def run_tool_cycle(bench: Bench, tool: Tool, rep: int) -> None:
     base = bench.workdir / f"{tool.name}-{rep}"
     repo, state, target = base / "repo", base / "state", base / "restore"
+    shutil.rmtree(base, ignore_errors=True)  # left over by an earlier failed run
     state.mkdir(parents=True)
-    env = {**os.environ, "XDG_CACHE_HOME": str(state / "xdg-cache"), **tool.env(state)}
+    env = {**clean_environ(), "XDG_CACHE_HOME": str(state / "xdg-cache"), **tool.env(state)}
     try:
         output_of(tool.init(repo), env)
         for step, snapshot in (("initial", "snap-1"), ("unchanged", "snap-2")):
@@ -538,7 +546,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are reported")
     parser.add_argument("--only", default=",".join(TOOL_ORDER), help="comma-separated tools")
     parser.add_argument("--seawall", default=default_seawall(), help="seawall executable")
-    parser.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON output")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output")
     parser.add_argument("--workdir", type=Path, help="reused between runs (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep repositories and restores")
     return parser.parse_args()

@@ -63,14 +63,15 @@ class Excluder:
 
 
 class _PendingFile:
-    """A file node whose chunks are still being stored."""
+    """A file node whose chunks may still be being stored."""
 
     def __init__(self, node: Node, futures: list[Future[bytes]]) -> None:
         self.node = node
         self.futures = futures
 
     def resolve(self) -> Node:
-        self.node.content = [f.result() for f in self.futures]
+        if self.futures:
+            self.node.content = [f.result() for f in self.futures]
         return self.node
 
 
@@ -111,13 +112,13 @@ class Archiver:
                     level[part] = {"": None}  # marks "back up everything below"
                 else:
                     level = level.setdefault(part, {})
-        return self._save_virtual(Path("/"), virtual, parent_tree)
+        return self._save_virtual("/", virtual, parent_tree)
 
-    def _save_virtual(self, prefix: Path, vtree: dict, parent_tree: bytes | None) -> bytes:  # type: ignore[type-arg]
+    def _save_virtual(self, prefix: str, vtree: dict, parent_tree: bytes | None) -> bytes:  # type: ignore[type-arg]
         parent = self._parent_nodes(parent_tree)
         nodes: list[Node] = []
         for name, sub in sorted(vtree.items()):
-            path = prefix / name
+            path = os.path.join(prefix, name)
             pnode = parent.get(os.fsencode(name))
             if "" in sub:
                 node = self._save_path(path, pnode)
@@ -133,12 +134,13 @@ class Archiver:
         return self.writer.add(TREE, encode_tree(nodes))
 
     # --- the walk --------------------------------------------------------------------
+    # Paths are plain strings here: pathlib costs more than the syscalls on big trees.
 
-    def _lstat(self, path: Path) -> os.stat_result | None:
+    def _lstat(self, path: str) -> os.stat_result | None:
         try:
             return os.lstat(path)
         except OSError as err:
-            self.stats.unreadable.append((str(path), err.strerror or str(err)))
+            self.stats.unreadable.append((path, err.strerror or str(err)))
             return None
 
     def _parent_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
@@ -149,18 +151,22 @@ class Archiver:
         except SeawallError:
             return {}  # a damaged parent only costs re-reading files
 
-    def _save_path(self, path: Path, pnode: Node | None) -> Node | None:
+    def _save_path(self, path: str, pnode: Node | None, st: os.stat_result | None = None) -> Node | None:
+        """Store whatever is at ``path``; None if it was skipped (and recorded why)."""
         self.progress.check_cancelled()
-        st = self._lstat(path)
+        st = st or self._lstat(path)
         if st is None:
             return None
-        name = os.fsencode(path.name)
+        name = os.fsencode(os.path.basename(path))
         if stat.S_ISDIR(st.st_mode):
-            node = _node_from_stat(name, DIR, st)
-            node.subtree = self._save_dir(path, pnode.subtree if pnode and pnode.type == DIR else None)
-            if node.subtree is None:
+            subtree = self._save_dir(path, pnode.subtree if pnode and pnode.type == DIR else None)
+            if subtree is None:
                 return None
             self.stats.dirs += 1
+            if pnode is not None and pnode.subtree == subtree and _same_meta(pnode, st):
+                return pnode
+            node = _node_from_stat(name, DIR, st)
+            node.subtree = subtree
             return node
         if stat.S_ISREG(st.st_mode):
             pending = self._save_file(path, st, pnode)
@@ -170,62 +176,72 @@ class Archiver:
             try:
                 node.target = os.fsencode(os.readlink(path))
             except OSError as err:
-                self.stats.unreadable.append((str(path), err.strerror or str(err)))
+                self.stats.unreadable.append((path, err.strerror or str(err)))
                 return None
             return node
-        self.stats.notes.append((str(path), "skipped: not a file, directory or symlink"))
+        self.stats.notes.append((path, "skipped: not a file, directory or symlink"))
         return None
 
-    def _save_dir(self, path: Path, parent_tree: bytes | None) -> bytes | None:
+    def _save_dir(self, path: str, parent_tree: bytes | None) -> bytes | None:
         try:
             with os.scandir(path) as it:
-                entries = sorted(e.name for e in it)
+                entries = sorted((e.name, e.path) for e in it)
         except OSError as err:
-            self.stats.unreadable.append((str(path), err.strerror or str(err)))
+            self.stats.unreadable.append((path, err.strerror or str(err)))
             return None
         parent = self._parent_nodes(parent_tree)
         nodes: list[Node | _PendingFile] = []
-        for entry in entries:
-            child = path / entry
-            if self._exclude(str(child)):
+        unchanged = True  # every node is the parent's own: the tree is the parent's tree
+        for name, child in entries:
+            if self._exclude(child):
                 continue
-            pnode = parent.get(os.fsencode(entry))
+            pnode = parent.get(os.fsencode(name))
             st = self._lstat(child)
             if st is None:
                 continue
             if stat.S_ISREG(st.st_mode):
                 pending = self._save_file(child, st, pnode)
-                if pending is not None:
-                    nodes.append(pending)
+                if pending is None:
+                    continue
+                nodes.append(pending)
+                unchanged = unchanged and pending.node is pnode
             else:
-                node = self._save_path(child, pnode)
-                if node is not None:
-                    nodes.append(node)
+                node = self._save_path(child, pnode, st)
+                if node is None:
+                    continue
+                nodes.append(node)
+                unchanged = unchanged and node is pnode
+        if unchanged and parent_tree is not None and len(nodes) == len(parent):
+            return parent_tree
         resolved = [n.resolve() if isinstance(n, _PendingFile) else n for n in nodes]
         return self.writer.add(TREE, encode_tree(resolved))
 
-    def _save_file(self, path: Path, st: os.stat_result, pnode: Node | None) -> _PendingFile | None:
-        node = _node_from_stat(os.fsencode(path.name), FILE, st)
-        node.size = st.st_size
-        node.inode = st.st_ino
+    def _save_file(self, path: str, st: os.stat_result, pnode: Node | None) -> _PendingFile | None:
         self.stats.bytes_total += st.st_size
         if (
             pnode is not None
             and pnode.type == FILE
             and (pnode.size, pnode.mtime_ns, pnode.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
-            and all(self.repo.index.has(c) for c in pnode.content)
+            and self.repo.index.has_all(pnode.content)
         ):
             self.stats.files_unmodified += 1
             self.progress.add(files=1, nbytes=st.st_size)
-            return _PendingFile(node, [_done(c) for c in pnode.content])
+            if _same_meta(pnode, st):
+                return _PendingFile(pnode, [])
+            node = _node_from_stat(pnode.name, FILE, st)
+            node.size, node.inode, node.content = st.st_size, st.st_ino, pnode.content
+            return _PendingFile(node, [])
+        node = _node_from_stat(os.fsencode(os.path.basename(path)), FILE, st)
+        node.size = st.st_size
+        node.inode = st.st_ino
         try:
             futures, size, after = self._read_file(path)
         except OSError as err:
-            self.stats.unreadable.append((str(path), err.strerror or str(err)))
+            self.stats.unreadable.append((path, err.strerror or str(err)))
             return None
         if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns) or size != st.st_size:
             self.stats.notes.append(
-                (str(path), "changed while it was read: stored as read, back it up again for a settled copy")
+                (path, "changed while it was read: stored as read, back it up again for a settled copy")
             )
         # Keep the mtime seen before reading: if the file changed, the next
         # backup sees a different mtime and reads it again.
@@ -238,7 +254,7 @@ class Archiver:
         self.progress.add(files=1)
         return _PendingFile(node, futures)
 
-    def _read_file(self, path: Path) -> tuple[list[Future[bytes]], int, os.stat_result]:
+    def _read_file(self, path: str) -> tuple[list[Future[bytes]], int, os.stat_result]:
         futures: list[Future[bytes]] = []
         size = 0
         with open(path, "rb", buffering=0) as f:
@@ -278,6 +294,11 @@ class Archiver:
             self._inflight.release()
 
 
+def _same_meta(node: Node, st: os.stat_result) -> bool:
+    return (node.mode, node.mtime_ns, node.uid, node.gid) == (
+        stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_uid, st.st_gid)
+
+
 def _node_from_stat(name: bytes, kind: str, st: os.stat_result) -> Node:
     return Node(
         name=name,
@@ -287,12 +308,6 @@ def _node_from_stat(name: bytes, kind: str, st: os.stat_result) -> Node:
         uid=st.st_uid,
         gid=st.st_gid,
     )
-
-
-def _done(value: bytes) -> Future[bytes]:
-    f: Future[bytes] = Future()
-    f.set_result(value)
-    return f
 
 
 def scan_totals(paths: list[Path], excludes: list[str], progress: Progress,

@@ -107,9 +107,7 @@ class Restorer:
             elif not want:
                 continue
             elif node.type == FILE:
-                _remove_if_link(path)
-                with open(path, "wb") as f:
-                    f.truncate(node.size)
+                _create_file(path, node.size)
                 self._files.append((path, node, spath))
             elif node.type == SYMLINK and node.target is not None:
                 _remove_if_link(path)
@@ -202,6 +200,21 @@ class Restorer:
             os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
         except OSError as err:
             self.stats.notes.append((str(path), f"metadata not restored: {err.strerror}"))
+
+
+def _create_file(path: Path, size: int) -> None:
+    """Create (or truncate) a regular file at its final size, never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError:
+        _remove_if_link(path)
+        fd = os.open(path, flags, 0o600)
+    try:
+        if size:
+            os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
 
 
 def _remove_if_link(path: Path) -> None:

@@ -65,6 +65,8 @@ def backup(
     if missing:
         raise UsageError(f"cannot back up {', '.join(missing)}: no such file or directory")
     hostname = hostname or socket.gethostname()
+    # Totals (for an ETA) cost a second walk of the tree: only when someone watches.
+    scan = progress is not None
     progress = progress or Progress("backup")
     progress.start("backup")
     started = time.monotonic()
@@ -76,10 +78,10 @@ def backup(
         if parent is None and use_parent:
             parent = find_parent(repo, str_paths, hostname)
         done = threading.Event()
-        scanner = threading.Thread(
-            target=scan_totals, args=(resolved, excludes or [], progress, done.is_set), daemon=True
-        )
-        scanner.start()
+        if scan:
+            threading.Thread(
+                target=scan_totals, args=(resolved, excludes or [], progress, done.is_set), daemon=True
+            ).start()
         writer = repo.writer()
         archiver = Archiver(repo, writer, excludes=excludes, progress=progress, workers=workers)
         try:

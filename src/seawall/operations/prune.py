@@ -105,10 +105,18 @@ def prune(repo: Repository, *, dry_run: bool = False, progress: Progress | None 
                 repack.add(no)
         result.packs_deleted = len(delete)
         result.packs_repacked = len(repack)
-        result.bytes_freed = sum(packs[no][1] for no in delete | repack)
+        # An estimate until the repack is done: a repacked pack frees its unused part.
+        result.bytes_freed = sum(packs[no][1] for no in delete) + int(
+            sum(packs[no][1] - used_bytes[no] for no in repack)
+        )
         if dry_run or not (delete or repack):
             return result
 
+        # The index objects this prune replaces. The repack writer indexes its new
+        # packs in index objects of its own, which must not be superseded: the
+        # master index keeps the first copy of a blob, so the repacked copies are
+        # not in ``repo.index.entries()``.
+        old_index_ids = sorted(repo.index.loaded_index_ids)
         progress.start("prune: repack")
         writer = repo.writer(dedup_index=False)
         try:
@@ -131,19 +139,12 @@ def prune(repo: Repository, *, dry_run: bool = False, progress: Progress | None 
         finally:
             writer.close()
         result.packs_written = len(writer.new_packs)
+        result.bytes_freed = max(0, sum(packs[no][1] for no in delete | repack) - writer.stats.stored_bytes)
 
-        # The new index: kept entries of kept packs, plus the repacked blobs' new homes.
+        # The new index: kept entries of kept packs (the writer has indexed the new packs).
         gone = delete | repack
-        kept_rows = entries[in_use & ~np.isin(entries["pack"], list(gone))] if gone else entries[in_use]
-        new_pack_set = set(writer.new_packs)
-        new_rows = entries[:0]
-        if new_pack_set:
-            new_nos = [no for no, (pid, _s, _salt) in enumerate(repo.index.packs()) if pid in new_pack_set]
-            all_entries = repo.index.entries()
-            new_rows = all_entries[np.isin(all_entries["pack"], new_nos)]
+        rows = entries[in_use & ~np.isin(entries["pack"], list(gone))] if gone else entries[in_use]
         all_packs = repo.index.packs()
-        old_index_ids = sorted(repo.index.loaded_index_ids)
-        rows = np.concatenate([kept_rows, new_rows])
         for start in range(0, max(len(rows), 1), _INDEX_CHUNK):
             repo.save_index(_index_of(rows[start : start + _INDEX_CHUNK], all_packs, old_index_ids))
             result.index_objects += 1

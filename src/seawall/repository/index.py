@@ -5,8 +5,10 @@ An index object's plaintext (before compression and sealing)::
     magic "SWIX" | version u8 = 1 | 3 zero bytes
     n_supersedes u32 | n_supersedes x index id [32]
     n_packs u32      | n_packs x (pack id [32] | pack size u64 | pack salt [16])
-    n_blobs u64      | n_blobs x record (49 bytes, see BLOB_DTYPE)
+    n_blobs u64      | n_blobs x record (49 bytes, see BLOB_DTYPE), sorted by blob id
 
+Writers sort records by id (readers must not rely on it, but loading is
+fastest when they are sorted).
 It is then encoded like a blob payload (flag byte + zstd) and sealed with
 associated data ``b"seawall index"``. Index objects are named by the hash of
 their stored bytes. An index that supersedes others makes them redundant:
@@ -15,7 +17,8 @@ duplicates, never a gap.
 
 In memory, the master index keeps every entry in one sorted numpy array (49
 bytes per blob, no Python object per blob), so a repository of 10 million
-chunks costs about 500 MB to open, and lookups are binary searches.
+chunks holds about 500 MB once open (benchmarks/index_memory.py measures the
+peak), and lookups are binary searches.
 """
 
 from __future__ import annotations
@@ -94,7 +97,9 @@ class IndexObject:
         parts.append(struct.pack("<I", len(self.packs)))
         parts.extend(_PACK.pack(*p) for p in self.packs)
         parts.append(struct.pack("<Q", len(self.entries)))
-        parts.append(self.entries.astype(BLOB_DTYPE).tobytes())
+        # Sorted by id: loading many index objects is then a cheap merge of sorted runs.
+        order = np.argsort(self.entries["id"], kind="stable")
+        parts.append(self.entries[order].astype(BLOB_DTYPE).tobytes())
         return b"".join(parts)
 
     @classmethod
@@ -161,7 +166,7 @@ class MasterIndex:
                 self._pending.append(entries)
             if index_id is not None:
                 self.loaded_index_ids.add(index_id)
-            self._maybe_merge(force=sum(len(e) for e in self._pending) >= self._MERGE_AT)
+            # Merged on first lookup: one merge for however many index objects are loaded.
 
     def add_pack(self, pack_id: bytes, size: int, salt: bytes, blobs: list[PackedBlob]) -> None:
         with self._lock:
@@ -179,8 +184,8 @@ class MasterIndex:
             rows = [(k, *v) for k, v in self._pending_ids.items()]
             parts.append(np.array(rows, dtype=BLOB_DTYPE))
         merged = np.concatenate(parts)
-        order = np.argsort(merged["id"], kind="stable")
-        merged = merged[order]
+        # Stable sort (timsort) is fast on a concatenation of sorted runs.
+        merged = merged[np.argsort(merged["id"], kind="stable")]
         if len(merged) > 1:
             # The same blob may sit in several packs (concurrent writers); keep one.
             keep = np.ones(len(merged), dtype=bool)
@@ -207,6 +212,23 @@ class MasterIndex:
     def has(self, blob_id: bytes) -> bool:
         with self._lock:
             return self._find(blob_id) is not None
+
+    def has_all(self, blob_ids: list[bytes]) -> bool:
+        """Whether every id is known, with one vectorized search."""
+        if not blob_ids:
+            return True
+        with self._lock:
+            if self._pending:
+                self._maybe_merge(force=True)
+            rest = [b for b in blob_ids if b not in self._pending_ids]
+            if not rest:
+                return True
+            keys = self._sorted["id"]
+            wanted = np.array(rest, dtype="S32")
+            pos = np.searchsorted(keys, wanted)
+            if (pos >= len(keys)).any():
+                return False
+            return bool((keys[pos] == wanted).all())
 
     def lookup(self, blob_id: bytes) -> BlobLocation | None:
         with self._lock:

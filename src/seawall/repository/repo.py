@@ -141,13 +141,26 @@ class Repository:
         return sorted(keys, key=lambda k: k.created)
 
     def remove_key(self, key_id_prefix: str) -> str:
-        matches = [k.id for k in self.list_keys() if k.id.startswith(key_id_prefix)]
-        if len(matches) != 1:
-            raise UsageError(f"{len(matches)} keys match {key_id_prefix!r}; give a unique prefix")
+        matches = [k.id for k in self.list_keys() if key_id_prefix and k.id.startswith(key_id_prefix)]
+        if not matches:
+            raise UsageError(f"no key matches {key_id_prefix!r}; list them with `seawall key list`")
+        if len(matches) > 1:
+            raise UsageError(f"{len(matches)} keys match {key_id_prefix!r}; give more of the id")
         if matches[0] == self.key_id:
             raise UsageError("refusing to remove the key in use; open with another password first")
         self.storage.delete(f"keys/{matches[0]}")
         return matches[0]
+
+    def change_password(self, new_password: str, kdf: KdfParams | None = None) -> str:
+        """Replace the key in use by one for ``new_password``; return the new key's id.
+
+        The new key is stored before the old one is deleted, so a crash in
+        between leaves both passwords working. No data is rewritten.
+        """
+        new_id = self.add_key(new_password, kdf)
+        self.storage.delete(f"keys/{self.key_id}")
+        self.key_id = new_id
+        return new_id
 
     # --- sealed objects ---------------------------------------------------------
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from seawall.errors import StorageError
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -29,6 +31,19 @@ class Capabilities:
     object_lock: bool = False
     #: a listing shows every object whose put() has returned.
     consistent_list: bool = True
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid object name, else raise StorageError (not transient).
+
+    A name is relative and slash-separated; no component is empty, ``.`` or
+    ``..``, and it holds no NUL. Every backend applies this one rule, so a
+    name is valid on one store exactly when it is valid on all of them.
+    """
+    parts = name.split("/")
+    if not name or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        raise StorageError(f"invalid object name {name!r}")
+    return name
 
 
 @runtime_checkable

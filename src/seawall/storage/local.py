@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from seawall.errors import ObjectExists, ObjectNotFound, StorageError, StorageFull
-from seawall.storage.base import Capabilities, ObjectInfo
+from seawall.storage.base import Capabilities, ObjectInfo, check_name
 
 _TMP_SUFFIX = ".seawall-tmp"
 
@@ -39,7 +39,8 @@ class LocalStorage:
         return str(self._root)
 
     def _path(self, name: str) -> Path:
-        if not name or name.startswith("/") or ".." in name.split("/"):
+        # A name ending like a temp file would be stored but never listed.
+        if check_name(name).endswith(_TMP_SUFFIX):
             raise StorageError(f"invalid object name {name!r}")
         return self._root / name
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 
 from seawall.errors import ObjectExists, ObjectNotFound
-from seawall.storage.base import Capabilities, ObjectInfo
+from seawall.storage.base import Capabilities, ObjectInfo, check_name
 
 
 class MemoryStorage:
@@ -19,12 +19,14 @@ class MemoryStorage:
         return "memory:"
 
     def put(self, name: str, data: bytes, *, if_absent: bool = False) -> None:
+        check_name(name)
         with self._lock:
             if if_absent and name in self.objects:
                 raise ObjectExists(f"object {name} already exists")
             self.objects[name] = bytes(data)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        check_name(name)
         with self._lock:
             try:
                 data = self.objects[name]
@@ -42,6 +44,7 @@ class MemoryStorage:
         yield from items
 
     def delete(self, name: str) -> None:
+        check_name(name)
         with self._lock:
             if self.objects.pop(name, None) is None:
                 raise ObjectNotFound(f"object {name} does not exist")

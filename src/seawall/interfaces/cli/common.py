@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from seawall.engine.progress import Progress
 from seawall.errors import UsageError
@@ -24,8 +22,10 @@ from seawall.storage import open_storage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False, soft_wrap=True)
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
 
 
 class Settings:
@@ -104,11 +104,11 @@ def emit_json(data: Any) -> None:
 
 def info(message: str) -> None:
     if not settings().quiet:
-        out_console.print(message, markup=False)
+        click.echo(message)
 
 
 def warn(message: str) -> None:
-    err_console.print(f"warning: {message}", markup=False)
+    echo_err(f"warning: {message}")
 
 
 def human_bytes(n: float) -> str:
@@ -120,11 +120,26 @@ def human_bytes(n: float) -> str:
 
 
 @contextlib.contextmanager
-def progress_display(progress: Progress) -> Iterator[Progress]:
-    """Draw ``progress`` on stderr while the body runs, only when stderr is a terminal."""
+def progress_display(progress: Progress) -> Iterator[Progress | None]:
+    """Draw ``progress`` on stderr while the body runs, only when stderr is a terminal.
+
+    Yields None when nothing is drawn, so operations skip work done only for
+    the display (such as counting totals for an ETA).
+    """
     if not sys.stderr.isatty() or settings().quiet:
-        yield progress
+        yield None
         return
+    # rich costs ~25 ms to import: only when a bar is drawn.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
     bar = RichProgress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -132,7 +147,7 @@ def progress_display(progress: Progress) -> Iterator[Progress]:
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=Console(stderr=True),
         transient=True,
     )
     task = bar.add_task(progress.phase, total=None, files="0")

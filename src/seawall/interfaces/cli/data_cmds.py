@@ -11,7 +11,6 @@ import click
 from seawall.engine.progress import Progress
 from seawall.errors import DamagedSnapshot
 from seawall.operations.backup import backup
-from seawall.operations.demo import run_demo
 from seawall.operations.inspect import diff, ls
 from seawall.operations.restore import restore
 
@@ -190,6 +189,8 @@ def demo_cmd(workdir: Path | None, keep: bool, as_json: bool) -> None:
     restores it, verifies every byte against checksums taken before the
     backup, and prints what it did with timings. Exits 1 if anything differs.
     """
+    from seawall.operations.demo import run_demo  # numpy-heavy sample builder: load on demand
+
     report = run_demo(workdir, keep=keep, log=None if as_json else info)
     if as_json:
         emit_json(report.to_json())

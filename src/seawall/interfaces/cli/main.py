@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import click
 
 from seawall import __version__
 from seawall.errors import SeawallError
 from seawall.interfaces.cli import data_cmds, repo_cmds
-from seawall.interfaces.cli.common import Settings, err_console
+from seawall.interfaces.cli.common import Settings, echo_err
 
 PARTIAL_BACKUP = 3
 
@@ -55,9 +54,11 @@ for command in (*repo_cmds.COMMANDS, *data_cmds.COMMANDS):
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="seawall", standalone_mode=False)
+        # Without standalone mode, click returns the code of a command's
+        # ``click.exceptions.Exit`` (e.g. 3 for a partial backup) instead of exiting.
+        code = cli.main(args=argv, prog_name="seawall", standalone_mode=False)
     except click.exceptions.Abort:
-        err_console.print("interrupted", markup=False)
+        echo_err("interrupted")
         sys.exit(130)
     except click.ClickException as err:
         err.show()
@@ -65,18 +66,17 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
     except KeyboardInterrupt:
-        err_console.print("interrupted: the repository is valid; run the command again to finish",
-                          markup=False)
+        echo_err("interrupted: the repository is valid; run the command again to finish")
         sys.exit(130)
     except SeawallError as err:
-        err_console.print(f"seawall: {err}", markup=False)
+        echo_err(f"seawall: {err}")
         sys.exit(err.exit_code)
     except Exception as err:  # a bug: say so briefly, trace only on request
         if os.environ.get("SEAWALL_DEBUG"):
+            import traceback
+
             traceback.print_exc()
-        err_console.print(
-            f"seawall: internal error: {type(err).__name__}: {err}\n"
-            "set SEAWALL_DEBUG=1 to see the traceback, and please report it",
-            markup=False,
-        )
+        echo_err(f"seawall: internal error: {type(err).__name__}: {err}\n"
+            "set SEAWALL_DEBUG=1 to see the traceback, and please report it")
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
