@@ -34,14 +34,17 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 @pytest.fixture
 def repo(storage: Storage) -> Repository:
     """A fresh repository with small chunks and packs, on each backend."""
-    return Repository.init(storage, PASSWORD, kdf=FAST_KDF, chunker=SMALL_CHUNKS, pack_size=SMALL_PACK)
+    return Repository.init(
+        storage, PASSWORD, kdf=FAST_KDF, chunker=SMALL_CHUNKS, pack_size=SMALL_PACK
+    )
 
 
 @pytest.fixture
 def local_repo(tmp_path: Path) -> tuple[Path, Repository]:
     path = tmp_path / "repo"
-    return path, Repository.init(LocalStorage(path), PASSWORD, kdf=FAST_KDF, chunker=SMALL_CHUNKS,
-                                 pack_size=SMALL_PACK)
+    return path, Repository.init(
+        LocalStorage(path), PASSWORD, kdf=FAST_KDF, chunker=SMALL_CHUNKS, pack_size=SMALL_PACK
+    )
 
 
 def reopen(repo: Repository) -> Repository:

@@ -155,7 +155,7 @@ def test_blob_and_storage_ids() -> None:
         assert case["blob_id_hex"] != case["storage_id_hex"]
 
 
-# --- (c) sealed standalone objects ------------------------------------------------------------------
+# --- (c) sealed standalone objects ----------------------------------------------------------------
 
 SEALED = vector("sealed_objects.json")
 
@@ -225,13 +225,15 @@ def test_sealed_object_every_byte_is_authenticated() -> None:
         open_object(ENC_KEY, data[:-1], aad, "truncated")
 
 
-# --- (d) a pack ----------------------------------------------------------------------------------------
+# --- (d) a pack -----------------------------------------------------------------------------------
 
 PACK = vector("pack.json")
 
 
 def _packed(rec: dict[str, Any]) -> PackedBlob:
-    return PackedBlob(rec["type"], h(rec["id_hex"]), rec["offset"], rec["length"], rec["raw_length"])
+    return PackedBlob(
+        rec["type"], h(rec["id_hex"]), rec["offset"], rec["length"], rec["raw_length"]
+    )
 
 
 def test_pack_decodes() -> None:
@@ -253,9 +255,10 @@ def test_pack_decodes() -> None:
     for rec, blob in zip(PACK["blobs"], blobs, strict=True):
         sealed = pack[blob.offset : blob.offset + blob.length]
         assert sealed[:12] == h(rec["nonce_hex"])
-        assert sealer.open(sealed, bytes([rec["type"]]) + h(rec["id_hex"]), "blob").hex() == rec[
-            "payload_hex"
-        ]
+        assert (
+            sealer.open(sealed, bytes([rec["type"]]) + h(rec["id_hex"]), "blob").hex()
+            == rec["payload_hex"]
+        )
         plain = open_blob(sealer, blob, sealed, "blob")
         assert plain.hex() == rec["plaintext_hex"]
         assert blob_id(ID_KEY, plain) == blob.id
@@ -298,8 +301,10 @@ def test_pack_tree_blob() -> None:
 
 def test_pack_reencodes(scripted_random: Any) -> None:
     plains = [(r["type"], h(r["plaintext_hex"])) for r in PACK["blobs"]]
-    if any(compress.encode(p).hex() != r["payload_hex"] for (_t, p), r in zip(plains, PACK["blobs"],
-                                                                                strict=True)):
+    if any(
+        compress.encode(p).hex() != r["payload_hex"]
+        for (_t, p), r in zip(plains, PACK["blobs"], strict=True)
+    ):
         pytest.skip("this zstd build compresses differently; the decode direction still holds")
     nonces = [h(r["nonce_hex"]) for r in PACK["blobs"]]
     scripted_random([h(PACK["salt_hex"]), *nonces, h(PACK["header_nonce_hex"])])
@@ -323,7 +328,9 @@ def test_pack_every_byte_is_checked() -> None:
         try:
             parse_tail(ENC_KEY, data, len(data))
             for b in blobs:
-                plain = open_blob(Sealer(ENC_KEY, salt), b, data[b.offset : b.offset + b.length], "b")
+                plain = open_blob(
+                    Sealer(ENC_KEY, salt), b, data[b.offset : b.offset + b.length], "b"
+                )
                 if blob_id(ID_KEY, plain) != b.id:
                     return False
         except (IntegrityError, FormatError):
@@ -338,14 +345,16 @@ def test_pack_every_byte_is_checked() -> None:
         assert storage_id(bytes(bad)) != storage_id(pack)
 
 
-# --- (e) an index object ------------------------------------------------------------------------------
+# --- (e) an index object --------------------------------------------------------------------------
 
 INDEX = vector("index.json")
 
 
 def _entries_array(entries: list[dict[str, Any]]) -> np.ndarray:
-    rows = [(h(e["id_hex"]), e["pack"], e["offset"], e["length"], e["raw_length"], e["type"])
-            for e in entries]
+    rows = [
+        (h(e["id_hex"]), e["pack"], e["offset"], e["length"], e["raw_length"], e["type"])
+        for e in entries
+    ]
     return np.array(rows, dtype=BLOB_DTYPE)
 
 
@@ -354,9 +363,14 @@ def test_index_decodes() -> None:
     assert [s.hex() for s in obj.supersedes] == INDEX["supersedes_hex"]
     assert obj.packs == [(h(p["id_hex"]), p["size"], h(p["salt_hex"])) for p in INDEX["packs"]]
     decoded = [
-        {"id_hex": bytes(e["id"]).ljust(32, b"\0").hex(), "pack": int(e["pack"]),
-         "offset": int(e["offset"]), "length": int(e["length"]),
-         "raw_length": int(e["raw_length"]), "type": int(e["type"])}
+        {
+            "id_hex": bytes(e["id"]).ljust(32, b"\0").hex(),
+            "pack": int(e["pack"]),
+            "offset": int(e["offset"]),
+            "length": int(e["length"]),
+            "raw_length": int(e["raw_length"]),
+            "type": int(e["type"]),
+        }
         for e in obj.entries
     ]
     assert decoded == INDEX["entries"]
@@ -366,8 +380,9 @@ def test_index_decodes() -> None:
 
 def test_index_reencodes_and_seals(scripted_random: Any) -> None:
     packs = [(h(p["id_hex"]), p["size"], h(p["salt_hex"])) for p in INDEX["packs"]]
-    obj = IndexObject(packs, _entries_array(INDEX["entries"]),
-                      [h(s) for s in INDEX["supersedes_hex"]])
+    obj = IndexObject(
+        packs, _entries_array(INDEX["entries"]), [h(s) for s in INDEX["supersedes_hex"]]
+    )
     assert obj.encode().hex() == INDEX["plaintext_hex"]
     sealed = INDEX["sealed"]
     assert sealed["plaintext_hex"] == INDEX["plaintext_hex"] and sealed["aad"] == "seawall index"
@@ -407,7 +422,11 @@ def test_master_index_lookup() -> None:
         p = INDEX["packs"][e["pack"]]
         assert (loc.pack_id.hex(), loc.pack_salt.hex()) == (p["id_hex"], p["salt_hex"])
         assert (loc.type, loc.offset, loc.length, loc.raw_length) == (
-            e["type"], e["offset"], e["length"], e["raw_length"])
+            e["type"],
+            e["offset"],
+            e["length"],
+            e["raw_length"],
+        )
 
 
 def test_index_rejects_malformed() -> None:
@@ -417,7 +436,7 @@ def test_index_rejects_malformed() -> None:
             IndexObject.decode(bad)
 
 
-# --- (f) a key file --------------------------------------------------------------------------------------
+# --- (f) a key file -------------------------------------------------------------------------------
 
 KEY = vector("key_file.json")
 
@@ -442,10 +461,17 @@ def test_key_file_rederives() -> None:
     params = KdfParams(kdf["time_cost"], kdf["memory_cost_kib"], kdf["parallelism"])
     kek = params.derive(KEY["password"], salt)
     assert kek.hex() == KEY["key_encryption_key_hex"]
-    assert kek == Argon2id(salt=salt, length=32, iterations=kdf["time_cost"], lanes=kdf["parallelism"],
-                           memory_cost=kdf["memory_cost_kib"]).derive(KEY["password"].encode())
-    aad = (f"seawall key v1|{KEY['repository_id']}|argon2id|{kdf['time_cost']}|"
-           f"{kdf['memory_cost_kib']}|{kdf['parallelism']}|").encode() + salt
+    assert kek == Argon2id(
+        salt=salt,
+        length=32,
+        iterations=kdf["time_cost"],
+        lanes=kdf["parallelism"],
+        memory_cost=kdf["memory_cost_kib"],
+    ).derive(KEY["password"].encode())
+    aad = (
+        f"seawall key v1|{KEY['repository_id']}|argon2id|{kdf['time_cost']}|"
+        f"{kdf['memory_cost_kib']}|{kdf['parallelism']}|"
+    ).encode() + salt
     assert aad.hex() == KEY["aad_hex"]
     wrapped = nonce + AESGCM(kek).encrypt(nonce, h(KEY["master_secret_hex"]), aad)
     assert json.loads(KEY["key_file"])["data"] == base64.b64encode(wrapped).decode()
@@ -460,8 +486,10 @@ def test_key_file_binds_its_kdf_parameters() -> None:
         data = json.dumps(changed).encode()
         assert open_key_file(data, "k", KEY["password"], KEY["repository_id"]) is None
     changed = dict(doc, kdf=dict(doc["kdf"], salt=base64.b64encode(b"\x01" * 16).decode()))
-    assert open_key_file(json.dumps(changed).encode(), "k", KEY["password"],
-                         KEY["repository_id"]) is None
+    assert (
+        open_key_file(json.dumps(changed).encode(), "k", KEY["password"], KEY["repository_id"])
+        is None
+    )
 
 
 def test_key_file_layout_matches_writer() -> None:
@@ -479,7 +507,7 @@ def test_repository_opens_with_vector_key() -> None:
     assert repo.key.encryption_key == ENC_KEY
 
 
-# --- (g) chunk boundaries ------------------------------------------------------------------------------------
+# --- (g) chunk boundaries -------------------------------------------------------------------------
 
 CHUNKS = vector("chunker.json")
 U64 = (1 << 64) - 1
@@ -544,26 +572,44 @@ def test_chunk_boundaries() -> None:
     assert spec_cut(buf, CHUNKS) == [n for _o, n in expected]
     # The seed matters: the unkeyed gear table cuts elsewhere.
     assert [len(c) for c in Chunker(params, 0).chunks(buf)] != [n for _o, n in expected]
-    assert params.to_json() == {"algorithm": "fastcdc", "min_size": p["min_size"],
-                                "avg_size": p["avg_size"], "max_size": p["max_size"]}
+    assert params.to_json() == {
+        "algorithm": "fastcdc",
+        "min_size": p["min_size"],
+        "avg_size": p["avg_size"],
+        "max_size": p["max_size"],
+    }
 
 
-# --- the spec names what the vectors and code use -----------------------------------------------------------
+# --- the spec names what the vectors and code use -------------------------------------------------
 
 
 def test_format_md_states_the_constants() -> None:
     text = FORMAT_MD.read_text()
     for context in SUBKEYS["contexts"].values():
         assert context in text
-    for name in ("subkeys.json", "ids.json", "sealed_objects.json", "pack.json", "index.json",
-                 "key_file.json", "chunker.json"):
+    for name in (
+        "subkeys.json",
+        "ids.json",
+        "sealed_objects.json",
+        "pack.json",
+        "index.json",
+        "key_file.json",
+        "chunker.json",
+    ):
         assert f"vectors/{name}" in text
-    for constant in ("seawall pack header", "seawall index", "seawall snapshot", "seawall lock",
-                     "seawall key v1|", "SWIX", f'"version": {FORMAT_VERSION}'):
+    for constant in (
+        "seawall pack header",
+        "seawall index",
+        "seawall snapshot",
+        "seawall lock",
+        "seawall key v1|",
+        "SWIX",
+        f'"version": {FORMAT_VERSION}',
+    ):
         assert constant in text, constant
 
 
-# --- a second reader, from the spec alone ----------------------------------------------------------------------
+# --- a second reader, from the spec alone ---------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -587,7 +633,9 @@ class SpecReader:
         self.repo_id: str = config["id"]
         secret = self._unlock(password)
         derive = blake3.blake3
-        self.enc_key = derive(secret, derive_key_context="seawall 2026-11-24 encryption key").digest()
+        self.enc_key = derive(
+            secret, derive_key_context="seawall 2026-11-24 encryption key"
+        ).digest()
         self.id_key = derive(secret, derive_key_context="seawall 2026-11-24 blob id key").digest()
         self.index = self._load_index()
 
@@ -628,11 +676,17 @@ class SpecReader:
             kdf = doc["kdf"]
             assert kdf["algorithm"] == "argon2id"
             salt = base64.b64decode(kdf["salt"])
-            kek = Argon2id(salt=salt, length=32, iterations=kdf["time_cost"],
-                           lanes=kdf["parallelism"], memory_cost=kdf["memory_cost_kib"]).derive(
-                password.encode())
-            aad = (f"seawall key v1|{self.repo_id}|argon2id|{kdf['time_cost']}|"
-                   f"{kdf['memory_cost_kib']}|{kdf['parallelism']}|").encode() + salt
+            kek = Argon2id(
+                salt=salt,
+                length=32,
+                iterations=kdf["time_cost"],
+                lanes=kdf["parallelism"],
+                memory_cost=kdf["memory_cost_kib"],
+            ).derive(password.encode())
+            aad = (
+                f"seawall key v1|{self.repo_id}|argon2id|{kdf['time_cost']}|"
+                f"{kdf['memory_cost_kib']}|{kdf['parallelism']}|"
+            ).encode() + salt
             data = base64.b64decode(doc["data"])
             try:
                 return AESGCM(kek).decrypt(data[:12], data[12:], aad)
@@ -667,8 +721,10 @@ class SpecReader:
         return supersedes, entries
 
     def _load_index(self) -> dict[str, Loc]:
-        objects = {name.split("/")[1]: self.parse_index(self.open_sealed(name, b"seawall index"))
-                   for name in self._names("index")}
+        objects = {
+            name.split("/")[1]: self.parse_index(self.open_sealed(name, b"seawall index"))
+            for name in self._names("index")
+        }
         superseded = {old for sup, _e in objects.values() for old in sup}
         index: dict[str, Loc] = {}
         for index_id, (_sup, entries) in objects.items():
@@ -685,7 +741,9 @@ class SpecReader:
             salt = pack[-20:-4]
             (sealed_len,) = struct.unpack("<I", pack[-4:])
             sealed = pack[-20 - sealed_len : -20]
-            header = self._object_key(salt).decrypt(sealed[:12], sealed[12:], b"seawall pack header")
+            header = self._object_key(salt).decrypt(
+                sealed[:12], sealed[12:], b"seawall pack header"
+            )
             for btype, bid, offset, length, raw in struct.iter_unpack("<B32sIII", header):
                 index[bid.hex()] = Loc(name.rsplit("/", 1)[1], salt, btype, offset, length, raw)
         return index
@@ -781,7 +839,7 @@ def test_spec_reader_rejects_wrong_password() -> None:
         SpecReader(FROZEN / "repo", "not the password")
 
 
-# --- every later seawall reads the frozen repository --------------------------------------------------------------
+# --- every later seawall reads the frozen repository ----------------------------------------------
 
 
 @pytest.fixture
@@ -811,7 +869,8 @@ def _assert_restored(target: Path, recorded: dict[str, Any]) -> None:
         st = os.lstat(local)
         if e["type"] == "symlink":
             assert stat.S_ISLNK(st.st_mode) and os.readlink(local) == os.fsdecode(
-                os.fsencode(e["target"])), path
+                os.fsencode(e["target"])
+            ), path
         elif e["type"] == "dir":
             assert stat.S_ISDIR(st.st_mode) and f"{stat.S_IMODE(st.st_mode):o}" == e["mode"], path
         else:
@@ -890,3 +949,72 @@ def test_node_json_roundtrip_preserves_raw_names() -> None:
     doc = node.to_json()
     assert set(doc) >= {"name_raw", "target_raw"} and "name" not in doc
     assert Node.from_json(doc) == node
+
+
+# --- robustness the spec requires of readers ------------------------------------------------------
+
+
+def test_unreadable_lock_counts_as_stale() -> None:
+    """format.md 13: a lock that cannot be read is stale, so junk cannot lock users out."""
+    from seawall.repository.lock import Lock, list_locks, remove_locks
+
+    repo = vector_repo()
+    junk = b"not a sealed lock"
+    repo.storage.put(f"locks/{storage_id(junk).hex()}", junk)
+    sealed_junk = seal_object(ENC_KEY, compress.encode(b"[1, 2]"), b"seawall lock")
+    repo.storage.put(f"locks/{storage_id(sealed_junk).hex()}", sealed_junk)
+    assert all(info.is_stale() for info in list_locks(repo))
+    with Lock(repo, exclusive=True):
+        pass
+    assert len(remove_locks(repo)) == 2
+    assert list(repo.storage.list("locks/")) == []
+
+
+def test_unreadable_or_unknown_key_files_are_skipped() -> None:
+    """format.md 4.2: a key file that does not parse, or of an unknown version or KDF,
+    is skipped; it does not stop the other keys from opening."""
+    storage = MemoryStorage()
+    storage.put("config", RepoConfig(id=KEY["repository_id"]).to_bytes())
+    newer = dict(json.loads(KEY["key_file"]), version=2)
+    scrypt = json.loads(KEY["key_file"])
+    scrypt["kdf"]["algorithm"] = "scrypt"
+    for data in (b"{}", b"not json", json.dumps(newer).encode(), json.dumps(scrypt).encode()):
+        storage.put(f"keys/{storage_id(data).hex()}", data)
+    storage.put(f"keys/{KEY['key_id_hex']}", KEY["key_file"].encode())
+    repo = Repository.open(storage, KEY["password"])
+    assert repo.key.secret.hex() == KEY["master_secret_hex"]
+    assert repo.key_id == KEY["key_id_hex"]
+
+
+def test_snapshot_of_unknown_version_is_rejected() -> None:
+    plain = json.loads(h(SEALED["objects"][0]["plaintext_hex"]))
+    with pytest.raises(FormatError, match="version"):
+        Snapshot.from_bytes(json.dumps(dict(plain, version=2)).encode(), b"\1" * 32)
+
+
+def test_names_that_are_not_ids_are_ignored() -> None:
+    """format.md 2: names under index/, snapshots/, locks/ that are not 64 hex digits."""
+    storage = MemoryStorage()
+    for name in ("index/ab", "index/README", "snapshots/00", "locks/zz"):
+        storage.put(name, b"stray")
+    repo = vector_repo(storage)
+    assert repo.load_index() == []
+    assert repo.list_snapshots() == []
+    assert repo.list_ids("index") == []
+
+
+def test_index_records_in_any_order() -> None:
+    """format.md 9: writers sort records by id; readers must not rely on it."""
+    obj = IndexObject.decode(h(INDEX["plaintext_hex"]))
+    ids = [bytes(e["id"]).ljust(32, b"\0") for e in obj.entries]
+    assert ids == sorted(ids)
+    shuffled = IndexObject(obj.packs, obj.entries[::-1].copy(), obj.supersedes)
+    plain = h(INDEX["plaintext_hex"])
+    head = len(plain) - 49 * len(ids)
+    unsorted = plain[:head] + shuffled.entries.tobytes()  # as an older writer stored them
+    master = MasterIndex()
+    master.add_index(None, IndexObject.decode(unsorted))
+    for e in INDEX["entries"]:
+        loc = master.lookup(h(e["id_hex"]))
+        assert loc is not None and loc.offset == e["offset"]
+    assert shuffled.encode() == plain  # the writer sorts

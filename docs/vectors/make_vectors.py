@@ -1,4 +1,4 @@
-"""Generate the format test vectors in this directory (docs/format.md, "Test vectors").
+"""Generate the format test vectors in this directory (docs/format.md, section 21).
 
 Every vector is built here from the primitives the spec names (BLAKE3,
 AES-256-GCM, Argon2id, zstd, struct, JSON), not from seawall's encoders, with
@@ -88,7 +88,7 @@ def vector_keys() -> None:
     write(
         "subkeys.json",
         {
-            "description": "Subkeys derived from a fixed master secret (format.md: Key derivation).",
+            "description": "Subkeys derived from a fixed master secret (format.md section 4.1).",
             "master_secret_hex": MASTER_SECRET.hex(),
             "contexts": CONTEXTS,
             "encryption_key_hex": ENC_KEY.hex(),
@@ -100,7 +100,7 @@ def vector_keys() -> None:
     )
 
 
-# --- (b) ids ---------------------------------------------------------------------------------------
+# --- (b) ids --------------------------------------------------------------------------------------
 
 
 def vector_ids() -> None:
@@ -109,7 +109,7 @@ def vector_ids() -> None:
         "ids.json",
         {
             "description": "Keyed blob ids (BLAKE3 keyed with id_key) and storage ids (plain "
-            "BLAKE3) of fixed inputs (format.md: Object names and ids).",
+            "BLAKE3) of fixed inputs (format.md section 7).",
             "id_key_hex": ID_KEY.hex(),
             "cases": [
                 {
@@ -123,7 +123,7 @@ def vector_ids() -> None:
     )
 
 
-# --- (c) sealed standalone objects -------------------------------------------------------------------
+# --- (c) sealed standalone objects ----------------------------------------------------------------
 
 SNAPSHOT_PLAIN = compact(
     {
@@ -153,8 +153,13 @@ SNAPSHOT_PLAIN = compact(
     }
 )
 LOCK_PLAIN = compact(
-    {"exclusive": False, "hostname": "vector-host", "pid": 4242, "username": "root",
-     "time": 1795953600.25}
+    {
+        "exclusive": False,
+        "hostname": "vector-host",
+        "pid": 4242,
+        "username": "root",
+        "time": 1795953600.25,
+    }
 )
 
 
@@ -177,23 +182,29 @@ def sealed_object(kind: str, aad: bytes, plain: bytes, salt: bytes, nonce: bytes
 
 
 def vector_sealed() -> None:
-    snap = sealed_object("snapshots", b"seawall snapshot", SNAPSHOT_PLAIN,
-                         bytes(range(0x40, 0x50)), bytes(range(0x50, 0x5C)))
-    lock = sealed_object("locks", b"seawall lock", LOCK_PLAIN,
-                         bytes(range(0x60, 0x70)), bytes(range(0x70, 0x7C)))
+    snap = sealed_object(
+        "snapshots",
+        b"seawall snapshot",
+        SNAPSHOT_PLAIN,
+        bytes(range(0x40, 0x50)),
+        bytes(range(0x50, 0x5C)),
+    )
+    lock = sealed_object(
+        "locks", b"seawall lock", LOCK_PLAIN, bytes(range(0x60, 0x70)), bytes(range(0x70, 0x7C))
+    )
     assert snap["payload_flag"] == 1 and lock["payload_flag"] == 0  # cover both flags
     write(
         "sealed_objects.json",
         {
             "description": "Standalone sealed objects (salt || nonce || ciphertext || tag over a "
-            "compressed payload) with fixed salts and nonces (format.md: Sealed objects).",
+            "compressed payload) with fixed salts and nonces (format.md section 10).",
             "encryption_key_hex": ENC_KEY.hex(),
             "objects": [snap, lock],
         },
     )
 
 
-# --- (d) a pack --------------------------------------------------------------------------------------------
+# --- (d) a pack -----------------------------------------------------------------------------------
 
 DATA, TREE = 0, 1
 EMPTY_TREE = compact({"nodes": []})
@@ -221,13 +232,29 @@ def tree_blob() -> bytes:
             _name(target, "target", doc)
         nodes.append((name, doc))
 
-    node(b"fox.txt", "file", 0o644, 1795953600_000000001, size=len(FOX), inode=11,
-         content=[blob_id(FOX).hex()])
-    node(b"noise.bin", "file", 0o600, 1795953600_000000002, size=len(NOISE) * 2, inode=12,
-         content=[blob_id(NOISE).hex(), blob_id(NOISE).hex()])
+    node(
+        b"fox.txt",
+        "file",
+        0o644,
+        1795953600_000000001,
+        size=len(FOX),
+        inode=11,
+        content=[blob_id(FOX).hex()],
+    )
+    node(
+        b"noise.bin",
+        "file",
+        0o600,
+        1795953600_000000002,
+        size=len(NOISE) * 2,
+        inode=12,
+        content=[blob_id(NOISE).hex(), blob_id(NOISE).hex()],
+    )
     node(b"sub", "dir", 0o755, 1795953600_000000003, subtree=blob_id(EMPTY_TREE).hex())
     node(b"latin1-\xe9.txt", "file", 0o644, 1795953600_000000004, size=0, inode=13, content=[])
-    node("café-link".encode(), "symlink", 0o777, 1795953600_000000005, target=b"\xff\xfe-raw-target")
+    node(
+        "café-link".encode(), "symlink", 0o777, 1795953600_000000005, target=b"\xff\xfe-raw-target"
+    )
     nodes.sort(key=lambda item: item[0])
     return compact({"nodes": [doc for _name_bytes, doc in nodes]})
 
@@ -261,8 +288,14 @@ def build_pack() -> tuple[bytes, list[dict[str, Any]], bytes]:
         )
         body += sealed
     header = b"".join(
-        struct.pack("<B32sIII", r["type"], bytes.fromhex(r["id_hex"]), r["offset"], r["length"],
-                    r["raw_length"])
+        struct.pack(
+            "<B32sIII",
+            r["type"],
+            bytes.fromhex(r["id_hex"]),
+            r["offset"],
+            r["length"],
+            r["raw_length"],
+        )
         for r in records
     )
     sealed_header = seal(key, HEADER_NONCE, header, b"seawall pack header")
@@ -278,7 +311,7 @@ def vector_pack() -> None:
         "pack.json",
         {
             "description": "A complete pack of two data blobs and two tree blobs, with fixed salt "
-            "and nonces (format.md: Packs). The tree blob exercises name_raw, target_raw and "
+            "and nonces (format.md section 8). The tree blob exercises name_raw, target_raw and "
             "non-ASCII names; the empty tree is the subtree of its 'sub' directory.",
             "encryption_key_hex": ENC_KEY.hex(),
             "id_key_hex": ID_KEY.hex(),
@@ -296,7 +329,7 @@ def vector_pack() -> None:
     )
 
 
-# --- (e) an index object ---------------------------------------------------------------------------------
+# --- (e) an index object --------------------------------------------------------------------------
 
 
 def vector_index() -> None:
@@ -314,26 +347,42 @@ def vector_index() -> None:
     supersedes = [blake3.blake3(b"old index 1").digest(), blake3.blake3(b"old index 2").digest()]
     packs = [(pack_id, len(pack), PACK_SALT), other_pack]
     entries = [
-        {"id_hex": r["id_hex"], "pack": 0, "offset": r["offset"], "length": r["length"],
-         "raw_length": r["raw_length"], "type": r["type"]}
+        {
+            "id_hex": r["id_hex"],
+            "pack": 0,
+            "offset": r["offset"],
+            "length": r["length"],
+            "raw_length": r["raw_length"],
+            "type": r["type"],
+        }
         for r in records
     ] + [other_blob]
+    # Writers store the records sorted by blob id (readers must not rely on it).
+    entries.sort(key=lambda e: bytes.fromhex(e["id_hex"]))
     plain = b"SWIX\x01\x00\x00\x00" + struct.pack("<I", len(supersedes)) + b"".join(supersedes)
     plain += struct.pack("<I", len(packs)) + b"".join(struct.pack("<32sQ16s", *p) for p in packs)
     plain += struct.pack("<Q", len(entries))
     plain += b"".join(
-        struct.pack("<32sIIIIB", bytes.fromhex(e["id_hex"]), e["pack"], e["offset"], e["length"],
-                    e["raw_length"], e["type"])
+        struct.pack(
+            "<32sIIIIB",
+            bytes.fromhex(e["id_hex"]),
+            e["pack"],
+            e["offset"],
+            e["length"],
+            e["raw_length"],
+            e["type"],
+        )
         for e in entries
     )
-    sealed = sealed_object("index", b"seawall index", plain, bytes(range(0xB0, 0xC0)),
-                           bytes(range(0xC0, 0xCC)))
+    sealed = sealed_object(
+        "index", b"seawall index", plain, bytes(range(0xB0, 0xC0)), bytes(range(0xC0, 0xCC))
+    )
     assert sealed["payload_flag"] == 1
     write(
         "index.json",
         {
             "description": "An index object: its plaintext, decoded fields, and the sealed object "
-            "(format.md: Index objects). Pack 0 is the pack of pack.json.",
+            "(format.md section 9). Pack 0 is the pack of pack.json.",
             "encryption_key_hex": ENC_KEY.hex(),
             "plaintext_hex": plain.hex(),
             "supersedes_hex": [s.hex() for s in supersedes],
@@ -344,7 +393,7 @@ def vector_index() -> None:
     )
 
 
-# --- (f) a key file ---------------------------------------------------------------------------------------
+# --- (f) a key file -------------------------------------------------------------------------------
 
 
 def vector_key_file() -> None:
@@ -353,8 +402,9 @@ def vector_key_file() -> None:
     time_cost, memory_kib, lanes = 2, 1024, 1
     salt = bytes(range(0xD0, 0xE0))
     nonce = bytes(range(0xE0, 0xEC))
-    kek = Argon2id(salt=salt, length=32, iterations=time_cost, lanes=lanes,
-                   memory_cost=memory_kib).derive(password.encode())
+    kek = Argon2id(
+        salt=salt, length=32, iterations=time_cost, lanes=lanes, memory_cost=memory_kib
+    ).derive(password.encode())
     aad = f"seawall key v1|{repo_id}|argon2id|{time_cost}|{memory_kib}|{lanes}|".encode() + salt
     data = seal(kek, nonce, MASTER_SECRET, aad)
     doc = {
@@ -375,12 +425,18 @@ def vector_key_file() -> None:
     write(
         "key_file.json",
         {
-            "description": "A key file wrapping the master secret of subkeys.json under a password, "
-            "with deliberately cheap Argon2id parameters (format.md: Key files).",
+            "description": "A key file wrapping the master secret of subkeys.json under a "
+            "password, with deliberately cheap Argon2id parameters (format.md section 4.2).",
             "password": password,
             "repository_id": repo_id,
-            "kdf": {"algorithm": "argon2id", "version": 19, "time_cost": time_cost,
-                    "memory_cost_kib": memory_kib, "parallelism": lanes, "hash_length": 32},
+            "kdf": {
+                "algorithm": "argon2id",
+                "version": 19,
+                "time_cost": time_cost,
+                "memory_cost_kib": memory_kib,
+                "parallelism": lanes,
+                "hash_length": 32,
+            },
             "salt_hex": salt.hex(),
             "nonce_hex": nonce.hex(),
             "key_encryption_key_hex": kek.hex(),
@@ -392,7 +448,7 @@ def vector_key_file() -> None:
     )
 
 
-# --- (g) chunk boundaries -----------------------------------------------------------------------------------
+# --- (g) chunk boundaries -------------------------------------------------------------------------
 
 
 def cut(buf: bytes, min_size: int, avg_size: int, max_size: int, seed: int) -> list[int]:
@@ -415,8 +471,10 @@ def cut(buf: bytes, min_size: int, avg_size: int, max_size: int, seed: int) -> l
                 center = remaining
             h = 0
             cut_at = remaining
-            for lo, hi, m in ((min_size // 2 * 2, center // 2 * 2, mask_s),
-                              (center // 2 * 2, remaining // 2 * 2, mask_l)):
+            for lo, hi, m in (
+                (min_size // 2 * 2, center // 2 * 2, mask_s),
+                (center // 2 * 2, remaining // 2 * 2, mask_l),
+            ):
                 found = False
                 for i in range(lo, hi, 2):
                     h = ((h << 2) + gear_ls[view[i]]) & U64
@@ -442,8 +500,13 @@ def vector_chunker() -> None:
     chunks = []
     offset = 0
     for length in cut(buf, min_size, avg_size, max_size, CHUNKER_SEED):
-        chunks.append({"offset": offset, "length": length,
-                       "blob_id_hex": blob_id(buf[offset : offset + length]).hex()})
+        chunks.append(
+            {
+                "offset": offset,
+                "length": length,
+                "blob_id_hex": blob_id(buf[offset : offset + length]).hex(),
+            }
+        )
         offset += length
     unkeyed = cut(buf, min_size, avg_size, max_size, 0)
     assert unkeyed != [c["length"] for c in chunks]
@@ -451,14 +514,19 @@ def vector_chunker() -> None:
     write(
         "chunker.json",
         {
-            "description": "FastCDC chunk boundaries of a pseudo-random buffer, with the keyed gear "
-            "table (format.md: Chunking). The buffer is the first `size` bytes of the BLAKE3 "
+            "description": "FastCDC chunk boundaries of a pseudo-random buffer, with the keyed "
+            "gear table (format.md section 15). The buffer is the first `size` bytes of the BLAKE3 "
             "XOF of `buffer_label` (UTF-8); the seed is the chunker_seed of subkeys.json.",
             "buffer_label": label,
             "size": size,
             "buffer_blake3_hex": blake3.blake3(buf).hexdigest(),
-            "params": {"algorithm": "fastcdc", "min_size": min_size, "avg_size": avg_size,
-                       "max_size": max_size, "normalization": 1},
+            "params": {
+                "algorithm": "fastcdc",
+                "min_size": min_size,
+                "avg_size": avg_size,
+                "max_size": max_size,
+                "normalization": 1,
+            },
             "seed": CHUNKER_SEED,
             "id_key_hex": ID_KEY.hex(),
             "bits": bits,

@@ -31,7 +31,9 @@ buffers = st.one_of(
     st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=8), st.integers(1, 8000)),
     st.builds(
         lambda s, n, z: random_bytes(s, n) + bytes(z) + random_bytes(s + 1, n),
-        st.integers(0, 2**32), st.integers(0, 10_000), st.integers(0, 20_000),
+        st.integers(0, 2**32),
+        st.integers(0, 10_000),
+        st.integers(0, 20_000),
     ),
 )
 

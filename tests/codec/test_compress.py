@@ -13,7 +13,10 @@ from seawall.codec import compress
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.binary(max_size=8192) | st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=16), st.integers(1, 2000)))
+@given(
+    st.binary(max_size=8192)
+    | st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=16), st.integers(1, 2000))
+)
 def test_round_trip(data: bytes) -> None:
     payload = compress.encode(data)
     assert payload[0] in (compress.RAW, compress.ZSTD)

@@ -87,7 +87,10 @@ def first_tree() -> None:
     write("data/table.csv", ("id,square,score,label\n" + rows).encode())
     write("models/v1/weights.bin", xof("frozen-v1 weights", 40_000))
     write("models/v1/config.json", b'{"layers": 4, "hidden": 64, "dtype": "float32"}\n')
-    write("donn\u00e9es/r\u00e9sum\u00e9 \u2014 \u65e5\u672c.txt", "unicode name: café, 日本\n".encode())
+    write(
+        "donn\u00e9es/r\u00e9sum\u00e9 \u2014 \u65e5\u672c.txt",
+        "unicode name: café, 日本\n".encode(),
+    )
     write(b"latin1-\xe9.bin", b"a file whose name is not valid UTF-8\n")
     write("empty.txt", b"")
     write("scripts/run.sh", b"#!/bin/sh\necho restore drill\n", mode=0o755)
@@ -121,8 +124,12 @@ def describe(root: Path) -> list[dict[str, Any]]:
                 entry.update(type="dir")
             else:
                 data = Path(os.fsdecode(full)).read_bytes()
-                entry.update(type="file", size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                             mtime_ns=st.st_mtime_ns)
+                entry.update(
+                    type="file",
+                    size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    mtime_ns=st.st_mtime_ns,
+                )
             out.append(entry)
     return sorted(out, key=lambda e: os.fsencode(e["path"]))
 
@@ -143,8 +150,7 @@ def readme(manifest: dict[str, Any]) -> str:
         f"parallelism={KDF.parallelism} (deliberately cheap)",
         f"- chunker: FastCDC min/avg/max = {CHUNKER.min_size}/{CHUNKER.avg_size}/"
         f"{CHUNKER.max_size}; pack size {PACK_SIZE}",
-        f"- source tree: `{SRC}` on host `{HOSTNAME}`; a restore to DIR writes it under "
-        f"`DIR{SRC}`",
+        f"- source tree: `{SRC}` on host `{HOSTNAME}`; a restore to DIR writes it under `DIR{SRC}`",
         "",
         "The full machine-readable list (modes, sizes, symlink targets, directories) is "
         "`manifest.json`; paths that are not valid UTF-8 appear there with Python's "
@@ -179,8 +185,9 @@ def main() -> None:
     shutil.rmtree(SRC.parent, ignore_errors=True)
     SRC.mkdir(parents=True)
     repo_dir = OUT / "repo"
-    repo = Repository.init(LocalStorage(repo_dir), PASSWORD, kdf=KDF, chunker=CHUNKER,
-                           pack_size=PACK_SIZE)
+    repo = Repository.init(
+        LocalStorage(repo_dir), PASSWORD, kdf=KDF, chunker=CHUNKER, pack_size=PACK_SIZE
+    )
     snapshots = []
     for tags, build in ((["first"], first_tree), (["second"], second_tree)):
         build()
@@ -188,15 +195,28 @@ def main() -> None:
         result = backup(repo, [SRC], tags=tags, hostname=HOSTNAME, workers=2)
         assert not result.stats.unreadable, result.stats.unreadable
         snap = result.snapshot
-        snapshots.append({"id": snap.id.hex(), "time": snap.time, "tags": snap.tags,
-                          "paths": snap.paths, "entries": describe(SRC)})
+        snapshots.append(
+            {
+                "id": snap.id.hex(),
+                "time": snap.time,
+                "tags": snap.tags,
+                "paths": snap.paths,
+                "entries": describe(SRC),
+            }
+        )
     report = check(Repository.open(LocalStorage(repo_dir), PASSWORD), read_data=True)
     assert report.ok and not report.warnings, (report.errors, report.warnings)
     from seawall import __version__
     from seawall.repository.config import FORMAT_VERSION
 
-    manifest = {"format_version": FORMAT_VERSION, "made_by": __version__, "password": PASSWORD,
-                "source": str(SRC), "hostname": HOSTNAME, "snapshots": snapshots}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "made_by": __version__,
+        "password": PASSWORD,
+        "source": str(SRC),
+        "hostname": HOSTNAME,
+        "snapshots": snapshots,
+    }
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (OUT / "README.md").write_text(readme(manifest))
     shutil.rmtree(SRC.parent)

@@ -7,14 +7,16 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from seawall.engine.trees import find
 from seawall.errors import StorageFull
 from seawall.operations.restore import restore
-from seawall.repository.pack import DATA
+from seawall.repository.index import BlobLocation
+from seawall.repository.pack import DATA, pack_name
 from seawall.repository.repo import Repository
-from seawall.repository.snapshot import Snapshot
+from seawall.repository.snapshot import Node, Snapshot
 from seawall.storage import FaultyStorage, LocalStorage, MemoryStorage, Storage
 from tests.conftest import FAST_KDF, PASSWORD, SMALL_CHUNKS, SMALL_PACK
 
@@ -100,13 +102,15 @@ def new_repo(storage: Storage | None = None, *, pack_size: int = SMALL_PACK) -> 
 
 def open_repo(storage: Storage | Path) -> Repository:
     """The repository opened afresh, as a new process would (index loaded)."""
-    repo = Repository.open(LocalStorage(storage) if isinstance(storage, Path) else storage, PASSWORD)
+    repo = Repository.open(
+        LocalStorage(storage) if isinstance(storage, Path) else storage, PASSWORD
+    )
     repo.load_index()
     return repo
 
 
 def copy_memory(storage: MemoryStorage) -> MemoryStorage:
-    """An independent copy of a memory store (a repository to break without touching the original)."""
+    """An independent copy of a memory store, to break without touching the original."""
     copy = MemoryStorage()
     copy.objects = dict(storage.objects)
     return copy
@@ -126,6 +130,30 @@ def flip_byte(storage: Storage, name: str, offset: int) -> None:
     data = bytearray(storage.get(name))
     data[offset] ^= 0x01
     storage.put(name, bytes(data))
+
+
+def node_at(repo: Repository, snap: Snapshot, path: Path | str) -> Node:
+    """The node at an absolute path in a snapshot."""
+    node = find(repo, snap.tree, str(path))
+    assert node is not None, f"{path} is not in snapshot {snap.short_id}"
+    return node
+
+
+def location(repo: Repository, blob: bytes) -> BlobLocation:
+    loc = repo.index.lookup(blob)
+    assert loc is not None, f"blob {blob.hex()[:12]} is not in the index"
+    return loc
+
+
+def pack_of(repo: Repository, blob: bytes) -> str:
+    """The name of the pack holding a blob."""
+    return pack_name(location(repo, blob).pack_id)
+
+
+def corrupt_blob(repo: Repository, blob: bytes) -> None:
+    """Flip a bit inside one blob's sealed bytes (its pack's other blobs stay intact)."""
+    loc = location(repo, blob)
+    flip_byte(repo.storage, pack_name(loc.pack_id), loc.offset + loc.length // 2)
 
 
 def data_blob_ids(repo: Repository) -> set[bytes]:
@@ -203,7 +231,10 @@ def cli_env(repo: Path | str, password: str = PASSWORD) -> dict[str, str]:
 
 
 def run_cli(
-    repo: Path | str, *args: str, password: str = PASSWORD, timeout: float = 120
+    repo: Path | str,
+    *args: str,
+    password: str = PASSWORD,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``seawall ARGS`` against ``repo`` and return the finished process (never raises)."""
     return subprocess.run(
@@ -211,8 +242,9 @@ def run_cli(
         env=cli_env(repo, password),
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=120,
         check=False,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -29,8 +29,8 @@ KEY = MASTER.encryption_key
 blob_contents = st.lists(
     st.tuples(
         st.sampled_from([DATA, TREE]),
-        st.binary(max_size=600) | st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=4),
-                                            st.integers(1, 500)),
+        st.binary(max_size=600)
+        | st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=4), st.integers(1, 500)),
     ),
     min_size=1,
     max_size=8,
@@ -108,8 +108,12 @@ def test_blob_is_bound_to_its_type_and_id() -> None:
     with pytest.raises(IntegrityError):
         open_blob(sealer, PackedBlob(TREE, b.id, b.offset, b.length, b.raw_length), sealed, "blob")
     with pytest.raises(IntegrityError):
-        open_blob(sealer, PackedBlob(DATA, os.urandom(32), b.offset, b.length, b.raw_length),
-                  sealed, "blob")
+        open_blob(
+            sealer,
+            PackedBlob(DATA, os.urandom(32), b.offset, b.length, b.raw_length),
+            sealed,
+            "blob",
+        )
     with pytest.raises(IntegrityError):  # a blob moved to another pack (another salt)
         open_blob(Sealer(KEY, os.urandom(16)), b, sealed, "blob")
 
@@ -143,5 +147,5 @@ def test_builder_size_and_reuse() -> None:
     data = os.urandom(1000)
     blob = builder.add(DATA, blob_id(MASTER.id_key, data), data)
     assert builder.size == blob.length == 1000 + 1 + 28  # flag byte, nonce and tag
-    pack_id, packed = builder.finish()
+    _pack_id, packed = builder.finish()
     assert len(packed) > builder.size

@@ -33,7 +33,9 @@ class ChunkerParams:
     def from_json(cls, data: dict[str, object]) -> ChunkerParams:
         if data.get("algorithm") != "fastcdc":
             raise ValueError(f"unsupported chunker {data.get('algorithm')!r}")
-        return cls(int(str(data["min_size"])), int(str(data["avg_size"])), int(str(data["max_size"])))
+        return cls(
+            int(str(data["min_size"])), int(str(data["avg_size"])), int(str(data["max_size"]))
+        )
 
 
 class Chunker:

@@ -56,8 +56,9 @@ class Excluder:
     def __call__(self, path: str) -> bool:
         name = os.path.basename(path)
         for pat in self.patterns:
+            pat = pat.rstrip("/")  # "cache/" names a directory, as "cache" does
             target = path if "/" in pat else name
-            if fnmatch.fnmatchcase(target, pat.rstrip("/")):
+            if fnmatch.fnmatchcase(target, pat):
                 return True
         return False
 
@@ -151,7 +152,9 @@ class Archiver:
         except SeawallError:
             return {}  # a damaged parent only costs re-reading files
 
-    def _save_path(self, path: str, pnode: Node | None, st: os.stat_result | None = None) -> Node | None:
+    def _save_path(
+        self, path: str, pnode: Node | None, st: os.stat_result | None = None
+    ) -> Node | None:
         """Store whatever is at ``path``; None if it was skipped (and recorded why)."""
         self.progress.check_cancelled()
         st = st or self._lstat(path)
@@ -241,7 +244,11 @@ class Archiver:
             return None
         if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns) or size != st.st_size:
             self.stats.notes.append(
-                (path, "changed while it was read: stored as read, back it up again for a settled copy")
+                (
+                    path,
+                    "changed while it was read: stored as read; "
+                    "back it up again for a settled copy",
+                )
             )
         # Keep the mtime seen before reading: if the file changed, the next
         # backup sees a different mtime and reads it again.
@@ -257,19 +264,18 @@ class Archiver:
     def _read_file(self, path: str) -> tuple[list[Future[bytes]], int, os.stat_result]:
         futures: list[Future[bytes]] = []
         size = 0
+        grew = False
         with open(path, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
             if st.st_size <= _WHOLE_READ:
-                data = f.read(_WHOLE_READ + 1)
-                chunks = [bytes(c) for c in self._chunker.chunks(data)] if data else []
-                for chunk in chunks:
-                    futures.append(self._submit(chunk))
-                    size += len(chunk)
-                if len(data) > _WHOLE_READ:  # grew since fstat: take the rest as a stream
-                    for view in self._chunker.stream(f):
-                        futures.append(self._submit(bytes(view)))
-                        size += len(view)
-            else:
+                # One read, sized by fstat (+1 reveals growth); chunks are views of it, no copies.
+                data = f.read(st.st_size + 1)
+                for view in self._chunker.chunks(data) if data else ():
+                    futures.append(self._submit(view))
+                    size += len(view)
+                grew = len(data) > st.st_size
+            if st.st_size > _WHOLE_READ or grew:
+                # The stream chunker reuses its buffer: each chunk is copied out.
                 for view in self._chunker.stream(f):
                     self.progress.check_cancelled()
                     futures.append(self._submit(bytes(view)))
@@ -277,7 +283,7 @@ class Archiver:
             after = os.fstat(f.fileno())
         return futures, size, after
 
-    def _submit(self, chunk: bytes) -> Future[bytes]:
+    def _submit(self, chunk: bytes | memoryview) -> Future[bytes]:
         self._inflight.acquire()
         try:
             future = self._pool.submit(self._store_chunk, chunk)
@@ -286,7 +292,7 @@ class Archiver:
             raise
         return future
 
-    def _store_chunk(self, chunk: bytes) -> bytes:
+    def _store_chunk(self, chunk: bytes | memoryview) -> bytes:
         try:
             return self.writer.add(DATA, chunk)
         finally:
@@ -296,7 +302,11 @@ class Archiver:
 
 def _same_meta(node: Node, st: os.stat_result) -> bool:
     return (node.mode, node.mtime_ns, node.uid, node.gid) == (
-        stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_uid, st.st_gid)
+        stat.S_IMODE(st.st_mode),
+        st.st_mtime_ns,
+        st.st_uid,
+        st.st_gid,
+    )
 
 
 def _node_from_stat(name: bytes, kind: str, st: os.stat_result) -> Node:
@@ -310,8 +320,9 @@ def _node_from_stat(name: bytes, kind: str, st: os.stat_result) -> Node:
     )
 
 
-def scan_totals(paths: list[Path], excludes: list[str], progress: Progress,
-                stop: Callable[[], bool]) -> None:
+def scan_totals(
+    paths: list[Path], excludes: list[str], progress: Progress, stop: Callable[[], bool]
+) -> None:
     """Count files and bytes under ``paths`` so progress can show an ETA."""
     exclude = Excluder(excludes)
     files = nbytes = 0

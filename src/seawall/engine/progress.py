@@ -62,9 +62,17 @@ class Progress:
 
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
-            raise Cancelled("interrupted; the repository is unchanged except for data a rerun reuses")
+            raise Cancelled(
+                "interrupted; the repository is unchanged except for data a rerun reuses"
+            )
 
     def view(self) -> ProgressView:
         with self._lock:
-            return ProgressView(self.phase, self.files_done, self.bytes_done, self.files_total,
-                                self.bytes_total, time.monotonic() - self._start)
+            return ProgressView(
+                self.phase,
+                self.files_done,
+                self.bytes_done,
+                self.files_total,
+                self.bytes_total,
+                time.monotonic() - self._start,
+            )

@@ -73,7 +73,9 @@ class Restorer:
         self._dirs: list[tuple[Path, Node]] = []
         self._damaged: dict[int, str] = {}
 
-    def restore(self, tree_id: bytes, target: Path, includes: list[str] | None = None) -> RestoreStats:
+    def restore(
+        self, tree_id: bytes, target: Path, includes: list[str] | None = None
+    ) -> RestoreStats:
         target.mkdir(parents=True, exist_ok=True)
         self._create(tree_id, target, "", includes or [])
         by_pack = self._plan()
@@ -99,6 +101,7 @@ class Restorer:
             want, descend = _included(spath, includes)
             path = dest / os.fsdecode(name)
             if node.type == DIR and descend and node.subtree is not None:
+                _remove_if_link(path)  # else the files below would land where it points
                 path.mkdir(exist_ok=True)
                 self._create(node.subtree, path, spath, includes)
                 self._dirs.append((path, node))
@@ -119,7 +122,9 @@ class Restorer:
 
     # --- phase 2: data, pack by pack ----------------------------------------------------------
 
-    def _plan(self) -> dict[tuple[bytes, bytes], dict[bytes, tuple[PackedBlob, list[tuple[int, int]]]]]:
+    def _plan(
+        self,
+    ) -> dict[tuple[bytes, bytes], dict[bytes, tuple[PackedBlob, list[tuple[int, int]]]]]:
         """pack (id, salt) -> blob id -> (blob, [(file number, offset in file)])."""
         plan: dict[tuple[bytes, bytes], dict[bytes, tuple[PackedBlob, list[tuple[int, int]]]]] = (
             defaultdict(dict)
@@ -136,15 +141,21 @@ class Restorer:
                 offset += loc.raw_length
             else:
                 if offset != node.size:
-                    self._damage(fno, f"{spath}: its chunks hold {offset} bytes, the tree says {node.size}")
+                    self._damage(
+                        fno, f"{spath}: its chunks hold {offset} bytes, the tree says {node.size}"
+                    )
         return plan
 
     def _restore_pack(
-        self, pack: tuple[bytes, bytes], blobs: dict[bytes, tuple[PackedBlob, list[tuple[int, int]]]]
+        self,
+        pack: tuple[bytes, bytes],
+        blobs: dict[bytes, tuple[PackedBlob, list[tuple[int, int]]]],
     ) -> None:
         self.progress.check_cancelled()
         pack_id, salt = pack
-        for blob, result in self.repo.read_pack_blobs(pack_id, salt, [b for b, _ in blobs.values()]):
+        for blob, result in self.repo.read_pack_blobs(
+            pack_id, salt, [b for b, _ in blobs.values()]
+        ):
             targets = blobs[blob.id][1]
             if isinstance(result, SeawallError):
                 for fno, _off in targets:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from seawall import __version__
-from seawall.engine.archiver import ArchiveStats, Archiver, scan_totals
+from seawall.engine.archiver import Archiver, ArchiveStats, scan_totals
 from seawall.engine.progress import Progress
 from seawall.errors import UsageError
 from seawall.repository.lock import Lock
@@ -80,7 +80,9 @@ def backup(
         done = threading.Event()
         if scan:
             threading.Thread(
-                target=scan_totals, args=(resolved, excludes or [], progress, done.is_set), daemon=True
+                target=scan_totals,
+                args=(resolved, excludes or [], progress, done.is_set),
+                daemon=True,
             ).start()
         writer = repo.writer()
         archiver = Archiver(repo, writer, excludes=excludes, progress=progress, workers=workers)

@@ -60,9 +60,15 @@ class DemoReport:
         out.append("-" * 44)
         out.append(f"recovery time (disaster -> verified): {self.rto_seconds:.2f}s")
         if self.ok:
-            out.append(f"RESULT: PASS, {self.files} files, {self.bytes / 2**20:.1f} MiB restored bit-identical")
+            out.append(
+                f"RESULT: PASS, {self.files} files, "
+                f"{self.bytes / 2**20:.1f} MiB restored bit-identical"
+            )
         else:
-            out.append(f"RESULT: FAIL, {len(self.mismatches)} files differ, {len(self.check_errors)} check errors")
+            out.append(
+                f"RESULT: FAIL, {len(self.mismatches)} files differ, "
+                f"{len(self.check_errors)} check errors"
+            )
             out.extend(f"  differs: {m}" for m in self.mismatches[:20])
             out.extend(f"  check: {e}" for e in self.check_errors[:20])
         out.append(f"workdir: {self.workdir}")
@@ -90,7 +96,7 @@ def _write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
 
         save_file(tensors, str(path))
     else:
-        np.savez(path.with_suffix(".npz"), **tensors)
+        np.savez(str(path.with_suffix(".npz")), *tensors.values())
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -107,7 +113,9 @@ def _minilm_weights() -> Path | None:
     return path if path.exists() else None
 
 
-def _train_fraud_model(x: np.ndarray, y: np.ndarray, steps: int, seed: int) -> dict[str, np.ndarray]:
+def _train_fraud_model(
+    x: np.ndarray, y: np.ndarray, steps: int, seed: int
+) -> dict[str, np.ndarray]:
     """A small two-layer network trained by gradient descent: real weights, not noise."""
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0, 0.1, (x.shape[1], 32)).astype(np.float32)
@@ -134,9 +142,13 @@ def build_workspace(root: Path, *, seed: int = 7) -> None:
     fraud = (rng.random(n) < 0.02 + 0.1 * (amount > 150)).astype(int)
     with open(data / "transactions.csv", "w") as f:
         f.write("id,amount,hour,merchant,is_fraud\n")
-        rows = zip(range(n), amount.tolist(), hour.tolist(), merchant.tolist(), fraud.tolist(), strict=True)
+        rows = zip(
+            range(n), amount.tolist(), hour.tolist(), merchant.tolist(), fraud.tolist(), strict=True
+        )
         f.writelines(f"{i},{a},{h},{m},{y}\n" for i, a, h, m, y in rows)
-    features = np.stack([np.log1p(amount), hour / 23, merchant == "online", merchant == "travel"], 1)
+    features = np.stack(
+        [np.log1p(amount), hour / 23, merchant == "online", merchant == "travel"], 1
+    )
     features = features.astype(np.float32)
     np.save(data / "features.npy", features)
     labels = []
@@ -161,8 +173,16 @@ def build_workspace(root: Path, *, seed: int = 7) -> None:
 
     config = root / "config"
     config.mkdir()
-    (config / "serving.json").write_text(json.dumps(
-        {"model": "models/fraud-detector/model-v1.safetensors", "threshold": 0.7, "replicas": 3}, indent=2))
+    (config / "serving.json").write_text(
+        json.dumps(
+            {
+                "model": "models/fraud-detector/model-v1.safetensors",
+                "threshold": 0.7,
+                "replicas": 3,
+            },
+            indent=2,
+        )
+    )
     (root / "README.md").write_text("Sample fraud-detection workspace made by `seawall demo`.\n")
     os.symlink("models/fraud-detector/model-v1.safetensors", root / "current-model.safetensors")
 
@@ -175,7 +195,9 @@ def fine_tune(root: Path, *, seed: int = 8) -> None:
         tensors = _load_safetensors(minilm)
         for name, t in tensors.items():
             if "layer.5" in name and t.dtype == np.float32:
-                tensors[name] = (t + rng.normal(0, 1e-3, t.shape).astype(np.float32)).astype(np.float32)
+                tensors[name] = (t + rng.normal(0, 1e-3, t.shape).astype(np.float32)).astype(
+                    np.float32
+                )
         _write_safetensors(root / "models" / "minilm" / "model-finetuned.safetensors", tensors)
     with open(root / "datasets" / "transactions.csv", "a") as f:
         f.write("200000,12.5,3,grocery,0\n")
@@ -202,7 +224,9 @@ def manifest(root: Path) -> dict[str, str]:
 # --- the drill ------------------------------------------------------------------------------------
 
 
-def run_demo(workdir: Path | None = None, *, keep: bool = False, log: Log | None = None) -> DemoReport:
+def run_demo(
+    workdir: Path | None = None, *, keep: bool = False, log: Log | None = None
+) -> DemoReport:
     made_tmp = workdir is None
     root = Path(tempfile.mkdtemp(prefix="seawall-demo-")) if workdir is None else workdir.absolute()
     root.mkdir(parents=True, exist_ok=True)
@@ -220,7 +244,12 @@ def run_demo(workdir: Path | None = None, *, keep: bool = False, log: Log | None
         report.steps.append(Step(name, time.perf_counter() - t0, detail))
 
     try:
-        step("build sample workspace", lambda: (build_workspace(workspace), "datasets, 2000 images, models, configs")[1])
+
+        def build() -> str:
+            build_workspace(workspace)
+            return "feature table, arrays, 2000 labelled images, model weights, configs"
+
+        step("build sample workspace", build)
         expected: dict[str, str] = {}
 
         def take_manifest() -> str:
@@ -238,8 +267,10 @@ def run_demo(workdir: Path | None = None, *, keep: bool = False, log: Log | None
         def first_backup() -> str:
             r = backup(repo_box[0], [workspace], tags=["demo"])
             mib = r.written.stored_bytes / 2**20
-            return (f"snapshot {r.snapshot.short_id}: {r.stats.files_new} files, "
-                    f"{r.stats.bytes_total / 2**20:.1f} MiB -> {mib:.1f} MiB stored")
+            return (
+                f"snapshot {r.snapshot.short_id}: {r.stats.files_new} files, "
+                f"{r.stats.bytes_total / 2**20:.1f} MiB -> {mib:.1f} MiB stored"
+            )
 
         def second_backup() -> str:
             fine_tune(workspace)
@@ -247,32 +278,47 @@ def run_demo(workdir: Path | None = None, *, keep: bool = False, log: Log | None
             expected.clear()
             expected.update(take_manifest_after)
             r = backup(repo_box[0], [workspace], tags=["demo", "fine-tune"])
-            return (f"snapshot {r.snapshot.short_id}: {r.stats.files_changed + r.stats.files_new} files "
-                    f"new/changed, {r.stats.files_unmodified} unchanged not re-read, "
-                    f"{r.written.stored_bytes / 2**20:.1f} MiB added")
+            return (
+                f"snapshot {r.snapshot.short_id}: "
+                f"{r.stats.files_changed + r.stats.files_new} files "
+                f"new/changed, {r.stats.files_unmodified} unchanged not re-read, "
+                f"{r.written.stored_bytes / 2**20:.1f} MiB added"
+            )
 
         step("checksum workspace", take_manifest)
         step("init repository", init)
         step("backup", first_backup)
         step("fine-tune + backup again", second_backup)
         disaster = time.perf_counter()
-        step("DISASTER: delete workspace", lambda: (shutil.rmtree(workspace), "workspace is gone")[1])
+
+        def destroy() -> str:
+            shutil.rmtree(workspace)
+            return "workspace is gone"
+
+        step("DISASTER: delete workspace", destroy)
 
         def do_restore() -> str:
             repo = Repository.open(storage, password)
             r = restore(repo, repo.resolve_snapshot("latest"), target)
             report.files, report.bytes = r.stats.files, r.stats.bytes
-            return f"{r.stats.files} files, {r.stats.bytes / 2**20:.1f} MiB, every chunk hash-verified"
+            return (
+                f"{r.stats.files} files, {r.stats.bytes / 2**20:.1f} MiB, every chunk hash-verified"
+            )
 
         def verify() -> str:
             got = manifest(target / workspace.relative_to("/"))
-            report.mismatches = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
-            return f"{len(expected) - len(report.mismatches)}/{len(expected)} files match their sha256"
+            report.mismatches = sorted(
+                k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k)
+            )
+            return (
+                f"{len(expected) - len(report.mismatches)}/{len(expected)} files match their sha256"
+            )
 
         def do_check() -> str:
             result = check(Repository.open(storage, password), read_data=True)
             report.check_errors = result.errors
-            return f"{result.packs} packs, {result.blobs} blobs re-read: {'ok' if result.ok else 'ERRORS'}"
+            verdict = "ok" if result.ok else "ERRORS"
+            return f"{result.packs} packs, {result.blobs} blobs re-read: {verdict}"
 
         step("restore latest", do_restore)
         step("verify every byte", verify)

@@ -6,6 +6,7 @@ Snapshots are grouped by host and paths; each group keeps its own set.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,8 +36,15 @@ class KeepPolicy:
     tags: tuple[str, ...] = ()
 
     def empty(self) -> bool:
-        return not (self.last or self.hourly or self.daily or self.weekly or self.monthly
-                    or self.yearly or self.tags)
+        return not (
+            self.last
+            or self.hourly
+            or self.daily
+            or self.weekly
+            or self.monthly
+            or self.yearly
+            or self.tags
+        )
 
 
 @dataclass
@@ -93,10 +101,8 @@ def forget(repo: Repository, policy: KeepPolicy, *, dry_run: bool = False) -> li
         if not dry_run:
             for group in groups:
                 for snap in group.remove:
-                    try:
+                    with contextlib.suppress(ObjectNotFound):
                         repo.delete_object("snapshots", snap.id)
-                    except ObjectNotFound:
-                        pass
     return groups
 
 

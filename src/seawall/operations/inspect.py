@@ -40,7 +40,9 @@ def diff(repo: Repository, a: Snapshot, b: Snapshot) -> list[Change]:
     return changes
 
 
-def _diff_trees(repo: Repository, ta: bytes | None, tb: bytes | None, prefix: str, out: list[Change]) -> None:
+def _diff_trees(
+    repo: Repository, ta: bytes | None, tb: bytes | None, prefix: str, out: list[Change]
+) -> None:
     if ta == tb:
         return
     na = {n.name: n for n in load_tree(repo, ta)} if ta else {}

@@ -82,7 +82,19 @@ def used_blobs(repo: Repository, progress: Progress | None = None) -> np.ndarray
     return np.unique(np.concatenate(batches))
 
 
-def prune(repo: Repository, *, dry_run: bool = False, progress: Progress | None = None) -> PruneResult:
+def member_of(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``ids`` in ``sorted_set`` (sorted, unique), by binary search: a few bytes
+    per id of working memory, where np.isin would sort a copy of both."""
+    if not len(sorted_set):
+        return np.zeros(len(ids), dtype=bool)
+    pos = np.searchsorted(sorted_set, ids)
+    np.minimum(pos, len(sorted_set) - 1, out=pos)
+    return np.asarray(sorted_set[pos] == ids)
+
+
+def prune(
+    repo: Repository, *, dry_run: bool = False, progress: Progress | None = None
+) -> PruneResult:
     progress = progress or Progress("prune")
     result = PruneResult(dry_run=dry_run)
     with Lock(repo, exclusive=True):
@@ -92,16 +104,30 @@ def prune(repo: Repository, *, dry_run: bool = False, progress: Progress | None 
         used = used_blobs(repo, progress)
         entries = repo.index.entries()
         packs = repo.index.packs()
-        in_use = np.isin(entries["id"], used)
-        used_bytes = np.bincount(entries["pack"], weights=entries["length"] * in_use, minlength=len(packs))
+        in_use = member_of(entries["id"], used)
+        used_bytes = np.bincount(
+            entries["pack"], weights=entries["length"] * in_use, minlength=len(packs)
+        )
         result.blobs_removed = int((~in_use).sum())
 
+        # A pack holds one blob type; small packs are combined only with others of
+        # their type, so a lone small tree pack beside a small data pack stays put.
+        pack_type = np.zeros(len(packs), dtype=np.int64)
+        pack_type[entries["pack"]] = entries["type"]
+        limit = repo.config.pack_size // SMALL_DIVISOR
+        small = {no for no, (_p, size, _s) in enumerate(packs) if size < limit and used_bytes[no]}
+        small_of_type = np.bincount([int(pack_type[no]) for no in small] or [0], minlength=2)
+        # Bytes of blobs no snapshot needs (a pack's header is not waste).
+        unused = np.bincount(
+            entries["pack"], weights=entries["length"] * ~in_use, minlength=len(packs)
+        )
         delete, repack = set(), set()
-        small = [no for no, (_p, size, _s) in enumerate(packs) if size < repo.config.pack_size // SMALL_DIVISOR]
         for no, (_pid, size, _salt) in enumerate(packs):
             if used_bytes[no] == 0:
                 delete.add(no)
-            elif 1 - used_bytes[no] / size > REPACK_UNUSED or (no in small and len(small) > 1):
+            elif unused[no] / size > REPACK_UNUSED or (
+                no in small and small_of_type[pack_type[no]] > 1
+            ):
                 repack.add(no)
         result.packs_deleted = len(delete)
         result.packs_repacked = len(repack)
@@ -123,15 +149,21 @@ def prune(repo: Repository, *, dry_run: bool = False, progress: Progress | None 
             wanted: dict[int, list[PackedBlob]] = defaultdict(list)
             for row in entries[in_use & np.isin(entries["pack"], list(repack))]:
                 wanted[int(row["pack"])].append(
-                    PackedBlob(int(row["type"]), bytes(row["id"]).ljust(32, b"\0"), int(row["offset"]),
-                               int(row["length"]), int(row["raw_length"]))
+                    PackedBlob(
+                        int(row["type"]),
+                        bytes(row["id"]).ljust(32, b"\0"),
+                        int(row["offset"]),
+                        int(row["length"]),
+                        int(row["raw_length"]),
+                    )
                 )
             for no, blobs in wanted.items():
                 pack_id, _size, salt = packs[no]
                 for blob, data in repo.read_pack_blobs(pack_id, salt, blobs):
                     if isinstance(data, SeawallError):
                         raise SeawallError(
-                            f"prune stopped before deleting anything: {data}; run `seawall check --read-data`"
+                            f"prune stopped before deleting anything: {data}; "
+                            "run `seawall check --read-data`"
                         )
                     writer.add(blob.type, data, blob.id)
                     progress.add(nbytes=len(data))
@@ -139,7 +171,8 @@ def prune(repo: Repository, *, dry_run: bool = False, progress: Progress | None 
         finally:
             writer.close()
         result.packs_written = len(writer.new_packs)
-        result.bytes_freed = max(0, sum(packs[no][1] for no in delete | repack) - writer.stats.stored_bytes)
+        gone_bytes = sum(packs[no][1] for no in delete | repack)
+        result.bytes_freed = max(0, gone_bytes - writer.stats.stored_bytes)
 
         # The new index: kept entries of kept packs (the writer has indexed the new packs).
         gone = delete | repack
@@ -155,11 +188,12 @@ def prune(repo: Repository, *, dry_run: bool = False, progress: Progress | None 
         return result
 
 
-def _index_of(rows: np.ndarray, packs: list[tuple[bytes, int, bytes]], supersedes: list[bytes]) -> IndexObject:
+def _index_of(
+    rows: np.ndarray, packs: list[tuple[bytes, int, bytes]], supersedes: list[bytes]
+) -> IndexObject:
     """An index object for ``rows`` (pack numbers into ``packs``), renumbered locally."""
     numbers = np.unique(rows["pack"]) if len(rows) else np.zeros(0, dtype="<u4")
     local = rows.copy()
     if len(rows):
         local["pack"] = np.searchsorted(numbers, rows["pack"])
     return IndexObject([packs[int(n)] for n in numbers], local, list(supersedes))
-

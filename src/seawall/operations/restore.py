@@ -45,7 +45,9 @@ def restore(
     started = time.monotonic()
     with Lock(repo, exclusive=False):
         repo.load_index()
-        stats = Restorer(repo, progress=progress, workers=workers).restore(snapshot.tree, target, includes)
+        stats = Restorer(repo, progress=progress, workers=workers).restore(
+            snapshot.tree, target, includes
+        )
     result = RestoreResult(snapshot, stats, time.monotonic() - started)
     if includes and not (stats.files or stats.dirs or stats.symlinks or stats.damaged):
         raise UsageError(f"nothing in snapshot {snapshot.short_id} matches {', '.join(includes)}")

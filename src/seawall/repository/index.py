@@ -23,7 +23,10 @@ peak), and lookups are binary searches.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import struct
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,7 +88,7 @@ class IndexObject:
         supersedes: Iterable[bytes] = (),
     ) -> IndexObject:
         pack_list: list[tuple[bytes, int, bytes]] = []
-        rows = []
+        rows: list[tuple[bytes, int, int, int, int, int]] = []
         for pack_id, size, salt, blobs in packs:
             n = len(pack_list)
             pack_list.append((pack_id, size, salt))
@@ -110,10 +113,16 @@ class IndexObject:
             pos = 8
             (n_sup,) = struct.unpack_from("<I", data, pos)
             pos += 4
+            # Check counts against the length first: a garbled count must not
+            # make us build billions of slices.
+            if pos + 32 * n_sup > len(data):
+                raise FormatError("index object is truncated (supersedes list)")
             supersedes = [data[pos + 32 * i : pos + 32 * (i + 1)] for i in range(n_sup)]
             pos += 32 * n_sup
             (n_packs,) = struct.unpack_from("<I", data, pos)
             pos += 4
+            if pos + _PACK.size * n_packs > len(data):
+                raise FormatError("index object is truncated (pack list)")
             packs = [_PACK.unpack_from(data, pos + _PACK.size * i) for i in range(n_packs)]
             pos += _PACK.size * n_packs
             (n_blobs,) = struct.unpack_from("<Q", data, pos)
@@ -128,85 +137,181 @@ class IndexObject:
         return cls([(bytes(p), int(n), bytes(s)) for p, n, s in packs], entries, supersedes)
 
 
+class _Table:
+    """A growable numpy array (amortized appends, no Python object per row)."""
+
+    def __init__(self, dtype: np.dtype[np.void]) -> None:
+        self.buf: Entries = np.zeros(0, dtype)
+        self.n = 0
+
+    def append(self, rows: Entries) -> None:
+        need = self.n + len(rows)
+        if need > len(self.buf):
+            grown = np.zeros(max(need, len(self.buf) * 3 // 2, 1024), self.buf.dtype)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+        self.buf[self.n : need] = rows
+        self.n = need
+
+    @property
+    def rows(self) -> Entries:
+        return self.buf[: self.n]
+
+
+def _release_freed_memory() -> None:
+    """Hand the freed run buffers back to the OS (glibc keeps them otherwise)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _sort_unique(rows: Entries) -> Entries:
+    """Sort by id in place (stable: of equal ids the first stays) and drop repeats."""
+    rows.sort(order="id", kind="stable")
+    ids = rows["id"]
+    dup = np.zeros(len(rows), dtype=bool)
+    dup[1:] = ids[1:] == ids[:-1]
+    return rows[~dup] if dup.any() else rows
+
+
+def _search(table: Entries, blob_id: bytes) -> np.void | None:
+    ids = table["id"]
+    i = int(np.searchsorted(ids, blob_id))
+    if i < len(table) and _full_id(ids[i]) == blob_id:
+        row: np.void = table[i]
+        return row
+    return None
+
+
+_PACK_DTYPE = np.dtype([("id", "S32"), ("size", "<u8"), ("salt", "S16")])
+
+
 class MasterIndex:
     """Every known blob, from all index objects plus what this process added.
 
-    Thread-safe. Entries added during a session wait in a dict and are merged
-    into the sorted array in batches.
+    Thread-safe, and no Python object per blob. Three tiers:
+
+    - ``_main``: one array sorted by id, built on the first lookup from the
+      loaded index objects (``_runs``). It is filled by copying each run into
+      an array of the final size and sorted in place, so opening peaks at
+      about the table's own size plus one run. (Index objects store sorted
+      runs, which the stable sort merges quickly.)
+    - ``_extra``: a small sorted array of blobs added during this session.
+    - ``_pending_ids``: the newest additions, merged into ``_extra`` in batches.
     """
 
     _MERGE_AT = 65536
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.pack_ids: list[bytes] = []
-        self.pack_sizes: list[int] = []
-        self.pack_salts: list[bytes] = []
-        self._pack_no: dict[bytes, int] = {}
-        self._sorted: Entries = np.zeros(0, BLOB_DTYPE)
-        self._pending: list[Entries] = []
+        self._packs = _Table(_PACK_DTYPE)
+        self._pack_order: npt.NDArray[np.intp] | None = None  # argsort of pack ids, when valid
+        self._runs: list[Entries] = []
+        self._main: Entries = np.zeros(0, BLOB_DTYPE)
+        self._extra: Entries = np.zeros(0, BLOB_DTYPE)
         self._pending_ids: dict[bytes, tuple[int, int, int, int, int]] = {}
         self.loaded_index_ids: set[bytes] = set()
 
-    def _pack_number(self, pack_id: bytes, size: int, salt: bytes) -> int:
-        n = self._pack_no.get(pack_id)
-        if n is None:
-            n = self._pack_no[pack_id] = len(self.pack_ids)
-            self.pack_ids.append(pack_id)
-            self.pack_sizes.append(size)
-            self.pack_salts.append(salt)
-        return n
+    # --- packs -----------------------------------------------------------------------
+
+    def _pack_numbers(self, ids: npt.NDArray[np.bytes_]) -> npt.NDArray[np.int64]:
+        """Table positions of pack ids, -1 where unknown."""
+        table = self._packs.rows["id"]
+        out = np.full(len(ids), -1, dtype=np.int64)
+        if not len(table) or not len(ids):
+            return out
+        if self._pack_order is None:
+            self._pack_order = np.argsort(table, kind="stable")
+        ordered = table[self._pack_order]
+        pos = np.minimum(np.searchsorted(ordered, ids), len(ordered) - 1)
+        found = ordered[pos] == ids
+        out[found] = self._pack_order[pos[found]]
+        return out
+
+    def _add_packs(self, packs: Entries) -> npt.NDArray[np.int64]:
+        numbers = self._pack_numbers(packs["id"])
+        new = numbers < 0
+        if new.any():
+            # A pack listed twice within one batch gets one row.
+            _uniq, first, inverse = np.unique(
+                packs["id"][new], return_index=True, return_inverse=True
+            )
+            start = self._packs.n
+            self._packs.append(packs[new][first])
+            numbers[new] = start + inverse.ravel()
+            self._pack_order = None
+        return numbers
+
+    def has_pack(self, pack_id: bytes) -> bool:
+        with self._lock:
+            return bool(self._pack_numbers(np.array([pack_id], dtype="S32"))[0] >= 0)
+
+    def packs(self) -> list[tuple[bytes, int, bytes]]:
+        """(id, size, salt) of every pack; position i is pack number i in entries()."""
+        with self._lock:
+            return [
+                (_full_id(r["id"]), int(r["size"]), bytes(r["salt"]).ljust(16, b"\0"))
+                for r in self._packs.rows
+            ]
+
+    # --- blobs ---------------------------------------------------------------------------
 
     def add_index(self, index_id: bytes | None, obj: IndexObject) -> None:
         with self._lock:
-            remap = np.array([self._pack_number(*p) for p in obj.packs] or [0], dtype="<u4")
-            entries = obj.entries.copy()
-            if len(entries):
-                entries["pack"] = remap[entries["pack"]]
-                self._pending.append(entries)
+            packs = (
+                np.array(obj.packs, dtype=_PACK_DTYPE) if obj.packs else np.zeros(0, _PACK_DTYPE)
+            )
+            remap = self._add_packs(packs)
+            if len(obj.entries):
+                run = obj.entries.copy()
+                run["pack"] = remap[obj.entries["pack"]]
+                self._runs.append(run)
             if index_id is not None:
                 self.loaded_index_ids.add(index_id)
-            # Merged on first lookup: one merge for however many index objects are loaded.
 
     def add_pack(self, pack_id: bytes, size: int, salt: bytes, blobs: list[PackedBlob]) -> None:
         with self._lock:
-            n = self._pack_number(pack_id, size, salt)
+            n = int(self._add_packs(np.array([(pack_id, size, salt)], dtype=_PACK_DTYPE))[0])
             for b in blobs:
                 self._pending_ids.setdefault(b.id, (n, b.offset, b.length, b.raw_length, b.type))
             if len(self._pending_ids) >= self._MERGE_AT:
-                self._maybe_merge(force=True)
+                self._merge_pending()
 
-    def _maybe_merge(self, force: bool) -> None:
-        if not force:
+    def _merge_runs(self) -> None:
+        if not self._runs:
             return
-        parts = [self._sorted, *self._pending]
+        merged = np.empty(len(self._main) + sum(len(r) for r in self._runs), BLOB_DTYPE)
+        merged[: len(self._main)] = self._main
+        pos = len(self._main)
+        self._main = merged[:0]
+        while self._runs:
+            run = self._runs.pop(0)  # dropped as soon as it is copied
+            merged[pos : pos + len(run)] = run
+            pos += len(run)
+        self._main = _sort_unique(merged)
+        _release_freed_memory()
+
+    def _merge_pending(self) -> None:
         if self._pending_ids:
-            rows = [(k, *v) for k, v in self._pending_ids.items()]
-            parts.append(np.array(rows, dtype=BLOB_DTYPE))
-        merged = np.concatenate(parts)
-        # Stable sort (timsort) is fast on a concatenation of sorted runs.
-        merged = merged[np.argsort(merged["id"], kind="stable")]
-        if len(merged) > 1:
-            # The same blob may sit in several packs (concurrent writers); keep one.
-            keep = np.ones(len(merged), dtype=bool)
-            keep[1:] = merged["id"][1:] != merged["id"][:-1]
-            merged = merged[keep]
-        self._sorted = merged
-        self._pending = []
-        self._pending_ids = {}
+            rows = np.array([(k, *v) for k, v in self._pending_ids.items()], dtype=BLOB_DTYPE)
+            self._extra = _sort_unique(np.concatenate([self._extra, rows]))
+            self._pending_ids = {}
 
     def _find(self, blob_id: bytes) -> tuple[int, int, int, int, int] | None:
         hit = self._pending_ids.get(blob_id)
         if hit is not None:
             return hit
-        if self._pending:
-            self._maybe_merge(force=True)
-        arr = self._sorted
-        i = int(np.searchsorted(arr["id"], blob_id))
-        if i < len(arr) and _full_id(arr["id"][i]) == blob_id:
-            row = arr[i]
-            return (int(row["pack"]), int(row["offset"]), int(row["length"]),
-                    int(row["raw_length"]), int(row["type"]))
+        self._merge_runs()
+        for table in (self._extra, self._main):
+            row = _search(table, blob_id)
+            if row is not None:
+                return (
+                    int(row["pack"]),
+                    int(row["offset"]),
+                    int(row["length"]),
+                    int(row["raw_length"]),
+                    int(row["type"]),
+                )
         return None
 
     def has(self, blob_id: bytes) -> bool:
@@ -214,21 +319,17 @@ class MasterIndex:
             return self._find(blob_id) is not None
 
     def has_all(self, blob_ids: list[bytes]) -> bool:
-        """Whether every id is known, with one vectorized search."""
-        if not blob_ids:
-            return True
+        """Whether every id is known, with one vectorized search per tier."""
         with self._lock:
-            if self._pending:
-                self._maybe_merge(force=True)
-            rest = [b for b in blob_ids if b not in self._pending_ids]
-            if not rest:
-                return True
-            keys = self._sorted["id"]
-            wanted = np.array(rest, dtype="S32")
-            pos = np.searchsorted(keys, wanted)
-            if (pos >= len(keys)).any():
-                return False
-            return bool((keys[pos] == wanted).all())
+            self._merge_runs()
+            rest = np.array([b for b in blob_ids if b not in self._pending_ids], dtype="S32")
+            for table in (self._main, self._extra):
+                if not len(rest) or not len(table):
+                    continue
+                keys = table["id"]
+                pos = np.minimum(np.searchsorted(keys, rest), len(keys) - 1)
+                rest = rest[keys[pos] != rest]
+            return not len(rest)
 
     def lookup(self, blob_id: bytes) -> BlobLocation | None:
         with self._lock:
@@ -236,22 +337,23 @@ class MasterIndex:
             if hit is None:
                 return None
             pack, offset, length, raw, btype = hit
-            return BlobLocation(self.pack_ids[pack], self.pack_salts[pack], btype, offset, length, raw)
+            row = self._packs.buf[pack]
+            return BlobLocation(
+                _full_id(row["id"]), bytes(row["salt"]).ljust(16, b"\0"), btype, offset, length, raw
+            )
 
     def entries(self) -> Entries:
-        """All entries (merged, sorted by id, one per blob); ``pack`` indexes ``pack_ids``."""
-        with self._lock:
-            self._maybe_merge(force=bool(self._pending or self._pending_ids))
-            return self._sorted
+        """All entries (sorted by id, one per blob); ``pack`` indexes ``packs()``.
 
-    def packs(self) -> list[tuple[bytes, int, bytes]]:
-        """(id, size, salt) of every pack; position i is pack number i in entries()."""
+        Folds every tier into one array (for check and prune, which scan it all).
+        """
         with self._lock:
-            return list(zip(self.pack_ids, self.pack_sizes, self.pack_salts, strict=True))
-
-    def has_pack(self, pack_id: bytes) -> bool:
-        with self._lock:
-            return pack_id in self._pack_no
+            self._merge_pending()
+            if len(self._extra):
+                self._runs.append(self._extra)
+                self._extra = np.zeros(0, BLOB_DTYPE)
+            self._merge_runs()
+            return self._main
 
     def __len__(self) -> int:
         return len(self.entries())

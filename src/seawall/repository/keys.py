@@ -87,10 +87,14 @@ def make_key_file(master: MasterKey, password: str, repo_id: str, params: KdfPar
 def parse_key_file(data: bytes, key_id: str) -> tuple[KeyInfo, KdfParams, bytes, bytes]:
     try:
         doc = json.loads(data)
+        if doc["version"] != 1:
+            raise FormatError(f"key {key_id} has version {doc['version']!r}; this seawall reads 1")
         kdf = doc["kdf"]
         if kdf["algorithm"] != "argon2id":
             raise FormatError(f"key {key_id} uses unsupported KDF {kdf['algorithm']!r}")
-        params = KdfParams(int(kdf["time_cost"]), int(kdf["memory_cost_kib"]), int(kdf["parallelism"]))
+        params = KdfParams(
+            int(kdf["time_cost"]), int(kdf["memory_cost_kib"]), int(kdf["parallelism"])
+        )
         info = KeyInfo(key_id, str(doc["created"]), str(doc["hostname"]), str(doc["username"]))
         return info, params, base64.b64decode(kdf["salt"]), base64.b64decode(doc["data"])
     except (ValueError, KeyError, TypeError) as err:

@@ -10,6 +10,7 @@ A holder refreshes its lock every few minutes; a lock not refreshed for
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -41,7 +42,10 @@ class LockInfo:
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
         age = time.time() - self.time
-        return f"{kind} lock {self.id[:8]} held by PID {self.pid} on {self.hostname} ({self.username}), refreshed {age:.0f}s ago"
+        return (
+            f"{kind} lock {self.id[:8]} held by PID {self.pid} on {self.hostname} "
+            f"({self.username}), refreshed {age:.0f}s ago"
+        )
 
     def is_stale(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
@@ -72,10 +76,21 @@ def list_locks(repo: Repository) -> list[LockInfo]:
     for lock_id in repo.list_ids("locks"):
         try:
             doc = json.loads(repo.load_object("locks", lock_id))
+            info = LockInfo(
+                lock_id.hex(),
+                bool(doc["exclusive"]),
+                str(doc["hostname"]),
+                int(doc["pid"]),
+                str(doc["username"]),
+                float(doc["time"]),
+            )
         except ObjectNotFound:
             continue  # released while we listed
-        locks.append(LockInfo(lock_id.hex(), bool(doc["exclusive"]), str(doc["hostname"]),
-                              int(doc["pid"]), str(doc["username"]), float(doc["time"])))
+        except (SeawallError, ValueError, KeyError, TypeError):
+            # Unreadable (damaged, or junk): stale, so it cannot lock everyone out,
+            # and `unlock` removes it.
+            info = LockInfo(lock_id.hex(), False, "?", 0, "?", 0.0)
+        locks.append(info)
     return locks
 
 
@@ -115,10 +130,8 @@ class Lock:
                 continue  # try again next round; the lock only goes stale after 30 minutes
 
     def _delete(self, lock_id: bytes) -> None:
-        try:
+        with contextlib.suppress(ObjectNotFound):
             self.repo.storage.delete(f"locks/{lock_id.hex()}")
-        except ObjectNotFound:
-            pass
 
     def release(self) -> None:
         self._stop.set()

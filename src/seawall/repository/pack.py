@@ -105,7 +105,9 @@ def open_blob(sealer: Sealer, blob: PackedBlob, sealed: bytes | memoryview, what
     return data
 
 
-def parse_tail(encryption_key: bytes, tail: bytes, pack_size: int) -> tuple[bytes, list[PackedBlob]]:
+def parse_tail(
+    encryption_key: bytes, tail: bytes, pack_size: int
+) -> tuple[bytes, list[PackedBlob]]:
     """The salt and the blobs listed in a pack's header. ``tail`` is the end of
     the pack and must hold the whole header (see :func:`tail_length`)."""
     if len(tail) < TRAILER_SIZE:

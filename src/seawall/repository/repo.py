@@ -108,7 +108,10 @@ class Repository:
                 continue
             if storage_id(data).hex() != key_id:
                 continue  # a damaged key file cannot open anything
-            key = open_key_file(data, key_id, password, config.id)
+            try:
+                key = open_key_file(data, key_id, password, config.id)
+            except FormatError:
+                continue  # malformed, or of a kind this version does not know: try the others
             if key is not None:
                 return cls(storage, config, key, key_id)
         raise WrongPassword(
@@ -141,7 +144,9 @@ class Repository:
         return sorted(keys, key=lambda k: k.created)
 
     def remove_key(self, key_id_prefix: str) -> str:
-        matches = [k.id for k in self.list_keys() if key_id_prefix and k.id.startswith(key_id_prefix)]
+        matches = [
+            k.id for k in self.list_keys() if key_id_prefix and k.id.startswith(key_id_prefix)
+        ]
         if not matches:
             raise UsageError(f"no key matches {key_id_prefix!r}; list them with `seawall key list`")
         if len(matches) > 1:
@@ -185,9 +190,11 @@ class Repository:
         ids = []
         for info in self.storage.list(f"{kind}/"):
             try:
-                ids.append(bytes.fromhex(info.name.rsplit("/", 1)[1]))
+                object_id = bytes.fromhex(info.name.rsplit("/", 1)[1])
             except ValueError:
                 continue  # not ours
+            if len(object_id) == 32:  # anything else is not ours either
+                ids.append(object_id)
         return ids
 
     def delete_object(self, kind: str, object_id: bytes) -> None:
@@ -275,8 +282,12 @@ class Repository:
             raise IntegrityError(f"blob {bid.hex()[:12]} is not in the index: data is missing")
         name = pack_name(loc.pack_id)
         sealed = self.storage.get(name, loc.offset, loc.length)
-        data = open_blob(Sealer(self._enc_key, loc.pack_salt), loc.as_packed(bid), sealed,
-                         f"blob {bid.hex()[:12]} in {name}")
+        data = open_blob(
+            Sealer(self._enc_key, loc.pack_salt),
+            loc.as_packed(bid),
+            sealed,
+            f"blob {bid.hex()[:12]} in {name}",
+        )
         if self.blob_id(data) != bid:
             raise IntegrityError(f"blob {bid.hex()[:12]} in {name} does not match its id")
         return data
@@ -344,11 +355,15 @@ class Repository:
         if name == "latest":
             snaps = self.list_snapshots()
             if not snaps:
-                raise SnapshotNotFound(f"the repository at {self.storage.location} has no snapshots yet")
+                raise SnapshotNotFound(
+                    f"the repository at {self.storage.location} has no snapshots yet"
+                )
             return snaps[-1]
         matches = [sid for sid in self.list_ids("snapshots") if sid.hex().startswith(name.lower())]
         if not matches or not name:
-            raise SnapshotNotFound(f"no snapshot matches {name!r}; list them with `seawall snapshots`")
+            raise SnapshotNotFound(
+                f"no snapshot matches {name!r}; list them with `seawall snapshots`"
+            )
         if len(matches) > 1:
             raise SnapshotNotFound(f"{len(matches)} snapshots match {name!r}; give more of the id")
         return self.load_snapshot(matches[0])
@@ -372,7 +387,9 @@ class BlobWriter:
 
     INDEX_EVERY = 32  # packs: how much a killed backup can leave unindexed
 
-    def __init__(self, repo: Repository, *, upload_threads: int = 2, dedup_index: bool = True) -> None:
+    def __init__(
+        self, repo: Repository, *, upload_threads: int = 2, dedup_index: bool = True
+    ) -> None:
         self.repo = repo
         # prune's repacking writer must not skip blobs because the packs it empties hold them
         self._dedup_index = dedup_index

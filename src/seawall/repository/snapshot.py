@@ -38,7 +38,7 @@ def _enc_name(raw: bytes, key: str, out: dict[str, Any]) -> None:
 
 def _dec_name(doc: dict[str, Any], key: str) -> bytes:
     if key + "_raw" in doc:
-        return base64.b64decode(doc[key + "_raw"])
+        return base64.b64decode(doc[key + "_raw"], validate=True)
     value: str = doc[key]
     return value.encode("utf-8")
 
@@ -64,7 +64,9 @@ class Node:
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {}
         _enc_name(self.name, "name", doc)
-        doc.update(type=self.type, mode=self.mode, mtime_ns=self.mtime_ns, uid=self.uid, gid=self.gid)
+        doc.update(
+            type=self.type, mode=self.mode, mtime_ns=self.mtime_ns, uid=self.uid, gid=self.gid
+        )
         if self.type == FILE:
             doc.update(size=self.size, inode=self.inode, content=[c.hex() for c in self.content])
         elif self.type == DIR:
@@ -142,7 +144,10 @@ class Snapshot:
     def from_bytes(cls, data: bytes, snapshot_id: bytes) -> Snapshot:
         try:
             doc = json.loads(data)
-            doc.pop("version", None)
+            if doc.pop("version", None) != 1:
+                raise FormatError(
+                    f"snapshot {snapshot_id.hex()[:8]} has an unknown version; upgrade seawall"
+                )
             doc["tree"] = bytes.fromhex(doc["tree"])
             doc["parent"] = bytes.fromhex(doc["parent"]) if doc.get("parent") else None
             return cls(**doc, id=snapshot_id)

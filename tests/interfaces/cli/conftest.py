@@ -225,7 +225,7 @@ class Populated:
         return target / str(self.src).lstrip("/")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def populated(tmp_path_factory: pytest.TempPathFactory, template_repo: Repo) -> Populated:
     """Read-only for tests: two snapshots, made through the CLI."""
     base = tmp_path_factory.mktemp("populated")

@@ -17,8 +17,16 @@ COMMANDS: dict[str, list[str]] = {
     "restore": ["SNAPSHOT", "latest", "--target", "--include", "damaged", "--json"],
     "diff": ["SNAPSHOT1", "SNAPSHOT2", "added", "removed", "--json"],
     "check": ["--read-data", "snapshots", "--json"],
-    "forget": ["--keep-last", "--keep-hourly", "--keep-daily", "--keep-weekly", "--keep-monthly",
-               "--prune", "--dry-run", "--json"],
+    "forget": [
+        "--keep-last",
+        "--keep-hourly",
+        "--keep-daily",
+        "--keep-weekly",
+        "--keep-monthly",
+        "--prune",
+        "--dry-run",
+        "--json",
+    ],
     "prune": ["exclusive lock", "--dry-run", "--json"],
     "stats": ["deduplication", "compression", "--json"],
     "key": ["list", "add", "remove", "passwd"],
@@ -66,7 +74,13 @@ def test_top_level_help_lists_every_command_in_full_sentences() -> None:
         assert f"\n  {command} " in commands
     # each command's summary is a whole sentence, not cut off with "..."
     assert "..." not in commands, commands
-    for option in ("--repo", "--password-file", "SEAWALL_REPOSITORY", "SEAWALL_PASSWORD", "--quiet"):
+    for option in (
+        "--repo",
+        "--password-file",
+        "SEAWALL_REPOSITORY",
+        "SEAWALL_PASSWORD",
+        "--quiet",
+    ):
         assert option in result.out
 
 

@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +22,6 @@ from seawall.repository.repo import Repository
 from seawall.storage import open_storage
 
 F = TypeVar("F", bound=Callable[..., Any])
-
 
 
 def echo_err(message: str) -> None:
@@ -38,21 +38,49 @@ class Settings:
 
 
 def repo_options(fn: F) -> F:
-    """Accept --repo/-r and --password-file after the command name too, as restic does."""
+    """Accept -r/--repo, --password-file and -q/--quiet after the command name too (as restic)."""
 
-    @click.option("-r", "--repo", "repo_opt", metavar="LOCATION", default=None,
-                  help="Repository location (default: $SEAWALL_REPOSITORY).")
-    @click.option("--password-file", "password_file_opt", metavar="FILE", default=None,
-                  help="Read the password from FILE (default: $SEAWALL_PASSWORD_FILE).")
+    @click.option(
+        "-r",
+        "--repo",
+        "repo_opt",
+        metavar="LOCATION",
+        default=None,
+        help="Repository location (default: $SEAWALL_REPOSITORY).",
+    )
+    @click.option(
+        "--password-file",
+        "password_file_opt",
+        metavar="FILE",
+        default=None,
+        help="Read the password from FILE (default: $SEAWALL_PASSWORD_FILE, "
+        "then $SEAWALL_PASSWORD, then a prompt on a terminal).",
+    )
+    @click.option(
+        "-q",
+        "--quiet",
+        "quiet_opt",
+        is_flag=True,
+        default=False,
+        help="Print only errors and requested output; no progress display.",
+    )
     @click.pass_context
     @functools.wraps(fn)
-    def wrapper(ctx: click.Context, repo_opt: str | None, password_file_opt: str | None,
-                *args: Any, **kwargs: Any) -> Any:
+    def wrapper(
+        ctx: click.Context,
+        repo_opt: str | None,
+        password_file_opt: str | None,
+        quiet_opt: bool,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
         settings = ctx.ensure_object(Settings)
         if repo_opt:
             settings.repo = repo_opt
         if password_file_opt:
             settings.password_file = password_file_opt
+        if quiet_opt:
+            settings.quiet = True
         return ctx.invoke(fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -70,7 +98,7 @@ def repo_location() -> str:
 
 
 def read_password(*, confirm: bool = False, prompt: str = "repository password") -> str:
-    """From --password-file, $SEAWALL_PASSWORD_FILE, $SEAWALL_PASSWORD, or a prompt on a terminal."""
+    """From --password-file, $SEAWALL_PASSWORD_FILE, $SEAWALL_PASSWORD, or a terminal prompt."""
     path = settings().password_file or os.environ.get("SEAWALL_PASSWORD_FILE")
     if path:
         try:
@@ -119,6 +147,23 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def local_time(iso: str) -> str:
+    """An ISO 8601 time (as snapshots and keys record it) in local time, to the second."""
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def duration(seconds: float | None) -> str:
+    """H:MM:SS, or -:--:-- when unknown."""
+    if seconds is None:
+        return "-:--:--"
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
 @contextlib.contextmanager
 def progress_display(progress: Progress) -> Iterator[Progress | None]:
     """Draw ``progress`` on stderr while the body runs, only when stderr is a terminal.
@@ -131,13 +176,7 @@ def progress_display(progress: Progress) -> Iterator[Progress | None]:
         return
     # rich costs ~25 ms to import: only when a bar is drawn.
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, DownloadColumn, TextColumn
     from rich.progress import Progress as RichProgress
 
     bar = RichProgress(
@@ -145,19 +184,29 @@ def progress_display(progress: Progress) -> Iterator[Progress | None]:
         BarColumn(),
         TextColumn("{task.fields[files]} files"),
         DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
+        # rate and ETA from the operation's own counters, over the whole phase
+        TextColumn("{task.fields[rate]}/s  ETA {task.fields[eta]}"),
         console=Console(stderr=True),
         transient=True,
     )
-    task = bar.add_task(progress.phase, total=None, files="0")
+    task = bar.add_task(
+        progress.phase, total=None, files="0", rate=human_bytes(0), eta=duration(None)
+    )
     stop = threading.Event()
 
     def refresh() -> None:
         while not stop.wait(0.2):
             v = progress.view()
             files = f"{v.files_done}" + (f"/{v.files_total}" if v.files_total is not None else "")
-            bar.update(task, description=v.phase, completed=v.bytes_done, total=v.bytes_total, files=files)
+            bar.update(
+                task,
+                description=v.phase,
+                completed=v.bytes_done,
+                total=v.bytes_total,
+                files=files,
+                rate=human_bytes(v.rate),
+                eta=duration(v.eta),
+            )
 
     with bar:
         thread = threading.Thread(target=refresh, daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat as statmod
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,17 @@ from seawall.operations.backup import backup
 from seawall.operations.inspect import diff, ls
 from seawall.operations.restore import restore
 
-from .common import emit_json, human_bytes, info, open_repo, progress_display, repo_options, warn
+from .common import (
+    emit_json,
+    human_bytes,
+    info,
+    local_time,
+    open_repo,
+    plural,
+    progress_display,
+    repo_options,
+    warn,
+)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 PARTIAL_BACKUP = 3
@@ -24,14 +35,28 @@ PARTIAL_BACKUP = 3
 @repo_options
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the snapshot (repeatable).")
-@click.option("-e", "--exclude", "excludes", multiple=True, metavar="GLOB",
-              help="Skip paths matching GLOB: a pattern without '/' matches names at any depth "
-                   "(e.g. '*.tmp'), one with '/' matches the full path (repeatable).")
+@click.option(
+    "-e",
+    "--exclude",
+    "excludes",
+    multiple=True,
+    metavar="GLOB",
+    help="Skip paths matching GLOB: a pattern without '/' matches names at any depth "
+    "(e.g. '*.tmp'), one with '/' matches the full path (repeatable).",
+)
 @click.option("--host", metavar="NAME", help="Record this host name instead of this machine's.")
-@click.option("--force", is_flag=True, help="Read every file, even those unchanged since the parent snapshot.")
+@click.option(
+    "--force", is_flag=True, help="Read every file, even those unchanged since the parent snapshot."
+)
 @json_option
-def backup_cmd(paths: tuple[str, ...], tags: tuple[str, ...], excludes: tuple[str, ...],
-               host: str | None, force: bool, as_json: bool) -> None:
+def backup_cmd(
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+    excludes: tuple[str, ...],
+    host: str | None,
+    force: bool,
+    as_json: bool,
+) -> None:
     """Back up PATHS into a new snapshot.
 
     Files unchanged since the last snapshot of the same paths (same size,
@@ -40,27 +65,49 @@ def backup_cmd(paths: tuple[str, ...], tags: tuple[str, ...], excludes: tuple[st
     """
     repo = open_repo()
     with progress_display(Progress("backup")) as progress:
-        result = backup(repo, list(paths), tags=list(tags), excludes=list(excludes), hostname=host,
-                        use_parent=not force, progress=progress)
+        result = backup(
+            repo,
+            list(paths),
+            tags=list(tags),
+            excludes=list(excludes),
+            hostname=host,
+            use_parent=not force,
+            progress=progress,
+        )
     s, w, snap = result.stats, result.written, result.snapshot
     for path, why in result.stats.notes:
         warn(f"{path}: {why}")
     for path, why in result.stats.unreadable:
         click.echo(f"error: cannot read {path}: {why}", err=True)
     if as_json:
-        emit_json({"snapshot": snap.id.hex(), "parent": snap.parent.hex() if snap.parent else None,
-                   **snap.summary, "unreadable": [{"path": p, "error": e} for p, e in s.unreadable]})
+        emit_json(
+            {
+                "snapshot": snap.id.hex(),
+                "parent": snap.parent.hex() if snap.parent else None,
+                **snap.summary,
+                "unreadable": [{"path": p, "error": e} for p, e in s.unreadable],
+            }
+        )
     else:
-        info(f"Files:  {s.files_new} new, {s.files_changed} changed, {s.files_unmodified} unmodified")
+        info(
+            f"Files:  {s.files_new} new, {s.files_changed} changed, {s.files_unmodified} unmodified"
+        )
         info(f"Dirs:   {s.dirs}")
-        info(f"Added to the repository: {human_bytes(w.bytes_added)} ({human_bytes(w.stored_bytes)} stored)")
+        added, stored = human_bytes(w.bytes_added), human_bytes(w.stored_bytes)
+        info(f"Added to the repository: {added} ({stored} stored)")
         rate = s.bytes_read / result.duration if result.duration else 0
-        info(f"processed {s.files_new + s.files_changed + s.files_unmodified} files, "
-             f"{human_bytes(s.bytes_total)} in {result.duration:.2f}s ({human_bytes(rate)}/s read)")
+        info(
+            f"processed {plural(s.files_new + s.files_changed + s.files_unmodified, 'file')}, "
+            f"{human_bytes(s.bytes_total)} in {result.duration:.2f}s ({human_bytes(rate)}/s read)"
+        )
         info(f"snapshot {snap.short_id} saved")
     if result.partial:
-        click.echo(f"warning: {len(s.unreadable)} file(s) could not be read and are not in the snapshot",
-                   err=True)
+        n = len(s.unreadable)
+        click.echo(
+            f"warning: {plural(n, 'file')} could not be read and {'is' if n == 1 else 'are'} "
+            "not in the snapshot; give seawall read access or --exclude them",
+            err=True,
+        )
         raise click.exceptions.Exit(PARTIAL_BACKUP)
 
 
@@ -71,23 +118,40 @@ def backup_cmd(paths: tuple[str, ...], tags: tuple[str, ...], excludes: tuple[st
 @json_option
 def snapshots_cmd(tags: tuple[str, ...], host: str | None, as_json: bool) -> None:
     """List snapshots, oldest first."""
-    snaps = [s for s in open_repo().list_snapshots()
-             if (not tags or set(tags) & set(s.tags)) and (not host or s.hostname == host)]
+    snaps = [
+        s
+        for s in open_repo().list_snapshots()
+        if (not tags or set(tags) & set(s.tags)) and (not host or s.hostname == host)
+    ]
     if as_json:
-        emit_json([{"id": s.id.hex(), "short_id": s.short_id, "time": s.time, "hostname": s.hostname,
-                    "username": s.username, "paths": s.paths, "tags": s.tags,
-                    "parent": s.parent.hex() if s.parent else None, "summary": s.summary} for s in snaps])
+        emit_json(
+            [
+                {
+                    "id": s.id.hex(),
+                    "short_id": s.short_id,
+                    "time": s.time,
+                    "hostname": s.hostname,
+                    "username": s.username,
+                    "paths": s.paths,
+                    "tags": s.tags,
+                    "parent": s.parent.hex() if s.parent else None,
+                    "summary": s.summary,
+                }
+                for s in snaps
+            ]
+        )
         return
     click.echo(f"{'ID':<9} {'Time':<20} {'Host':<16} {'Tags':<16} {'Size':>10}  Paths")
     for s in snaps:
-        when = datetime.fromisoformat(s.time).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         size = human_bytes(s.summary.get("bytes_total", 0))
-        click.echo(f"{s.short_id:<9} {when:<20} {s.hostname[:16]:<16} {','.join(s.tags)[:16]:<16} "
-                   f"{size:>10}  {', '.join(s.paths)}")
-    click.echo(f"{len(snaps)} snapshot(s)")
+        click.echo(
+            f"{s.short_id:<9} {local_time(s.time):<20} {s.hostname[:16]:<16} "
+            f"{','.join(s.tags)[:16]:<16} {size:>10}  {', '.join(s.paths)}"
+        )
+    click.echo(plural(len(snaps), "snapshot"))
 
 
-@click.command("ls")
+@click.command("ls", short_help="List the files in a snapshot.")
 @repo_options
 @click.argument("snapshot")
 @click.argument("path", required=False, default="/")
@@ -99,14 +163,31 @@ def ls_cmd(snapshot: str, path: str, long_: bool, as_json: bool) -> None:
     snap = repo.resolve_snapshot(snapshot)
     rows = ls(repo, snap, path)
     if as_json:
-        emit_json([{"path": p, "type": n.type, "mode": n.mode, "size": n.size, "mtime_ns": n.mtime_ns,
-                    "uid": n.uid, "gid": n.gid} for p, n in rows])
+        emit_json(
+            [
+                {
+                    "path": p,
+                    "type": n.type,
+                    "mode": n.mode,
+                    "size": n.size,
+                    "mtime_ns": n.mtime_ns,
+                    "uid": n.uid,
+                    "gid": n.gid,
+                }
+                | ({"target": os.fsdecode(n.target)} if n.target is not None else {})
+                for p, n in rows
+            ]
+        )
         return
     for p, n in rows:
         if long_:
             when = datetime.fromtimestamp(n.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
             kind = {"dir": statmod.S_IFDIR, "symlink": statmod.S_IFLNK}.get(n.type, statmod.S_IFREG)
-            click.echo(f"{statmod.filemode(kind | n.mode)} {n.uid:>5} {n.gid:>5} {n.size:>12} {when} {p}")
+            link = f" -> {os.fsdecode(n.target)}" if n.target is not None else ""
+            click.echo(
+                f"{statmod.filemode(kind | n.mode)} {n.uid:>5} {n.gid:>5} {n.size:>12} "
+                f"{when} {p}{link}"
+            )
         else:
             click.echo(p)
 
@@ -130,17 +211,30 @@ def diff_cmd(snapshot1: str, snapshot2: str, as_json: bool) -> None:
     for c in changes:
         click.echo(f"{c.kind}    {c.path}")
     counts = {k: sum(1 for c in changes if c.kind == k) for k in "+-MTU"}
-    click.echo(f"added {counts['+']}, removed {counts['-']}, modified {counts['M']}, "
-               f"type changed {counts['T']}, metadata changed {counts['U']}")
+    click.echo(
+        f"added {counts['+']}, removed {counts['-']}, modified {counts['M']}, "
+        f"type changed {counts['T']}, metadata changed {counts['U']}"
+    )
 
 
-@click.command("restore")
+@click.command("restore", short_help="Restore a snapshot into a directory.")
 @repo_options
 @click.argument("snapshot")
-@click.option("-t", "--target", required=True, type=click.Path(file_okay=False),
-              help="Directory to restore into; snapshot paths are recreated below it.")
-@click.option("-i", "--include", "includes", multiple=True, metavar="PATH",
-              help="Restore only PATH (as stored in the snapshot, e.g. /data/models) (repeatable).")
+@click.option(
+    "-t",
+    "--target",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to restore into; snapshot paths are recreated below it.",
+)
+@click.option(
+    "-i",
+    "--include",
+    "includes",
+    multiple=True,
+    metavar="PATH",
+    help="Restore only PATH (as stored in the snapshot, e.g. /data/models) (repeatable).",
+)
 @json_option
 def restore_cmd(snapshot: str, target: str, includes: tuple[str, ...], as_json: bool) -> None:
     """Restore SNAPSHOT ('latest', an id or a unique prefix) into --target.
@@ -160,13 +254,24 @@ def restore_cmd(snapshot: str, target: str, includes: tuple[str, ...], as_json: 
             result = err.result  # type: ignore[assignment]
     s = result.stats
     if as_json:
-        emit_json({"snapshot": snap.id.hex(), "files": s.files, "dirs": s.dirs, "symlinks": s.symlinks,
-                   "bytes": s.bytes, "duration_s": result.duration,
-                   "damaged": [{"path": p, "error": e} for p, e in s.damaged]})
+        emit_json(
+            {
+                "snapshot": snap.id.hex(),
+                "files": s.files,
+                "dirs": s.dirs,
+                "symlinks": s.symlinks,
+                "bytes": s.bytes,
+                "duration_s": result.duration,
+                "damaged": [{"path": p, "error": e} for p, e in s.damaged],
+            }
+        )
     else:
         rate = s.bytes / result.duration if result.duration else 0
-        info(f"restored snapshot {snap.short_id} to {target}: {s.files} files, {s.dirs} dirs, "
-             f"{human_bytes(s.bytes)} in {result.duration:.2f}s ({human_bytes(rate)}/s)")
+        info(
+            f"restored snapshot {snap.short_id} to {target}: {plural(s.files, 'file')}, "
+            f"{plural(s.dirs, 'dir')}, "
+            f"{human_bytes(s.bytes)} in {result.duration:.2f}s ({human_bytes(rate)}/s)"
+        )
     for path, why in s.notes:
         warn(f"{path}: {why}")
     if damaged is not None:
@@ -177,8 +282,12 @@ def restore_cmd(snapshot: str, target: str, includes: tuple[str, ...], as_json: 
 
 
 @click.command("demo")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to build the workspace and repository (default: a new temporary directory).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to build the workspace and repository (default: a new temporary directory).",
+)
 @click.option("--keep", is_flag=True, help="Keep the workdir afterwards for inspection.")
 @json_option
 def demo_cmd(workdir: Path | None, keep: bool, as_json: bool) -> None:

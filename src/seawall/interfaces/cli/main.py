@@ -21,11 +21,20 @@ PARTIAL_BACKUP = 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-r", "--repo", metavar="LOCATION", default=None,
-              help="Repository location: a directory (default: $SEAWALL_REPOSITORY).")
-@click.option("--password-file", metavar="FILE", default=None,
-              help="Read the repository password from FILE (default: $SEAWALL_PASSWORD_FILE, "
-                   "then $SEAWALL_PASSWORD, then a prompt on a terminal).")
+@click.option(
+    "-r",
+    "--repo",
+    metavar="LOCATION",
+    default=None,
+    help="Repository location: a directory (default: $SEAWALL_REPOSITORY).",
+)
+@click.option(
+    "--password-file",
+    metavar="FILE",
+    default=None,
+    help="Read the repository password from FILE (default: $SEAWALL_PASSWORD_FILE, "
+    "then $SEAWALL_PASSWORD, then a prompt on a terminal).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and requested output.")
 @click.version_option(__version__, prog_name="seawall")
 @click.pass_context
@@ -76,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        echo_err(f"seawall: internal error: {type(err).__name__}: {err}\n"
-            "set SEAWALL_DEBUG=1 to see the traceback, and please report it")
+        echo_err(
+            f"seawall: internal error: {type(err).__name__}: {err}\n"
+            "set SEAWALL_DEBUG=1 to see the traceback, and please report it"
+        )
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

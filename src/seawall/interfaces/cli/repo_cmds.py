@@ -16,6 +16,7 @@ from seawall.operations.check import check
 from seawall.operations.forget import KeepPolicy, forget, forget_ids
 from seawall.operations.inspect import stats
 from seawall.operations.prune import PruneResult, prune
+from seawall.operations.repair import repair_index
 from seawall.repository.lock import list_locks, remove_locks
 from seawall.repository.repo import Repository
 from seawall.storage import open_storage
@@ -24,7 +25,9 @@ from .common import (
     emit_json,
     human_bytes,
     info,
+    local_time,
     open_repo,
+    plural,
     progress_display,
     read_password,
     repo_location,
@@ -64,14 +67,23 @@ def key_list(as_json: bool) -> None:
     if as_json:
         emit_json([{**k.__dict__, "current": k.id == repo.key_id} for k in keys])
         return
+    click.echo(f"  {'ID':<12}  {'Created':<19}  User@Host")
     for k in keys:
         mark = "*" if k.id == repo.key_id else " "
-        click.echo(f"{mark} {k.id[:12]}  {k.username}@{k.hostname}  {k.created}")
+        click.echo(f"{mark} {k.id[:12]}  {local_time(k.created)}  {k.username}@{k.hostname}")
+
+
+new_password_option = click.option(
+    "--new-password-file",
+    metavar="FILE",
+    help="Read the new password from FILE (default: $SEAWALL_NEW_PASSWORD, "
+    "then a prompt on a terminal).",
+)
 
 
 @key.command("add")
 @repo_options
-@click.option("--new-password-file", metavar="FILE", help="Read the new password from FILE.")
+@new_password_option
 def key_add(new_password_file: str | None) -> None:
     """Add another password that opens the repository."""
     repo = open_repo()
@@ -79,27 +91,29 @@ def key_add(new_password_file: str | None) -> None:
     info(f"added key {repo.add_key(new)[:12]}")
 
 
-@key.command("remove")
+@key.command("remove", short_help="Remove a key (not the one in use).")
 @repo_options
 @click.argument("key_id")
 def key_remove(key_id: str) -> None:
-    """Remove the key KEY_ID (a unique prefix); the key in use cannot be removed."""
+    """Remove the key KEY_ID (or a unique prefix of it).
+
+    The key in use, the one the given password opens, cannot be removed.
+    """
     repo = open_repo()
     info(f"removed key {repo.remove_key(key_id)[:12]}")
 
 
-@key.command("passwd")
+@key.command("passwd", short_help="Change the password in use.")
 @repo_options
-@click.option("--new-password-file", metavar="FILE", help="Read the new password from FILE.")
+@new_password_option
 def key_passwd(new_password_file: str | None) -> None:
-    """Change the password in use: adds a new key, then removes the old one.
+    """Change the password in use: adds a key for the new password, then removes the old key.
 
-    No data is rewritten.
+    No data is rewritten. Other keys (see `seawall key list`) keep working.
     """
     repo = open_repo()
     old = repo.key_id
-    new_id = repo.add_key(_new_password(new_password_file))
-    repo.storage.delete(f"keys/{old}")
+    new_id = repo.change_password(_new_password(new_password_file))
     info(f"password changed: key {old[:12]} replaced by {new_id[:12]}")
 
 
@@ -137,10 +151,13 @@ def unlock(remove_all: bool) -> None:
     for lock in removed:
         info(f"removed {lock.describe()}")
     remaining = list_locks(repo)
-    info(f"removed {len(removed)} lock(s); {len(remaining)} live lock(s) remain")
+    info(
+        f"removed {plural(len(removed), 'lock')}; {plural(len(remaining), 'live lock')} "
+        f"{'remains' if len(remaining) == 1 else 'remain'}"
+    )
 
 
-@click.command("check")
+@click.command("check", short_help="Verify the repository (all data with --read-data).")
 @repo_options
 @click.option("--read-data", is_flag=True, help="Also read every pack and verify every byte.")
 @json_option
@@ -161,35 +178,73 @@ def check_cmd(read_data: bool, as_json: bool) -> None:
         for e in result.errors:
             click.echo(f"error: {e}", err=True)
         for sid, paths in sorted(result.damaged.items()):
-            click.echo(f"snapshot {sid} is damaged: {len(paths)} path(s) cannot be restored in full:", err=True)
+            click.echo(
+                f"snapshot {sid} is damaged: {plural(len(paths), 'path')} cannot be "
+                "restored in full:",
+                err=True,
+            )
             for p in paths[:50]:
-                click.echo(f"  {p}", err=True)
+                click.echo(f"  {p or '/'}", err=True)
             if len(paths) > 50:
                 click.echo(f"  ... and {len(paths) - 50} more", err=True)
-        what = "structure and all data" if read_data else "structure (add --read-data to verify all data)"
-        verdict = "no errors were found" if result.ok else f"{len(result.errors)} error(s) found"
-        info(f"checked {result.snapshots} snapshots, {result.packs} packs, {result.blobs} blobs: "
-             f"{what}; {verdict}")
+        what = (
+            "structure and all data"
+            if read_data
+            else "structure (add --read-data to verify all data)"
+        )
+        verdict = (
+            "no errors were found" if result.ok else f"{plural(len(result.errors), 'error')} found"
+        )
+        info(
+            f"checked {plural(result.snapshots, 'snapshot')}, {plural(result.packs, 'pack')}, "
+            f"{plural(result.blobs, 'blob')}: {what}; {verdict}"
+        )
     if not result.ok:
         raise click.exceptions.Exit(1)
 
 
-@click.command("forget")
+@click.command("forget", short_help="Remove snapshots by id or by a --keep-* policy.")
 @repo_options
 @click.argument("snapshot_ids", nargs=-1)
 @click.option("--keep-last", default=0, metavar="N", help="Keep the N newest snapshots.")
-@click.option("--keep-hourly", default=0, metavar="N", help="Keep the newest snapshot of each of the last N hours.")
-@click.option("--keep-daily", default=0, metavar="N", help="Keep the newest snapshot of each of the last N days.")
-@click.option("--keep-weekly", default=0, metavar="N", help="Keep the newest of each of the last N weeks.")
-@click.option("--keep-monthly", default=0, metavar="N", help="Keep the newest of each of the last N months.")
-@click.option("--keep-yearly", default=0, metavar="N", help="Keep the newest of each of the last N years.")
+@click.option(
+    "--keep-hourly",
+    default=0,
+    metavar="N",
+    help="Keep the newest snapshot of each of the last N hours.",
+)
+@click.option(
+    "--keep-daily",
+    default=0,
+    metavar="N",
+    help="Keep the newest snapshot of each of the last N days.",
+)
+@click.option(
+    "--keep-weekly", default=0, metavar="N", help="Keep the newest of each of the last N weeks."
+)
+@click.option(
+    "--keep-monthly", default=0, metavar="N", help="Keep the newest of each of the last N months."
+)
+@click.option(
+    "--keep-yearly", default=0, metavar="N", help="Keep the newest of each of the last N years."
+)
 @click.option("--keep-tag", multiple=True, metavar="TAG", help="Keep snapshots with this tag.")
 @click.option("--prune", "then_prune", is_flag=True, help="Run prune afterwards to free the space.")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
 @json_option
-def forget_cmd(snapshot_ids: tuple[str, ...], keep_last: int, keep_hourly: int, keep_daily: int,
-               keep_weekly: int, keep_monthly: int, keep_yearly: int, keep_tag: tuple[str, ...],
-               then_prune: bool, dry_run: bool, as_json: bool) -> None:
+def forget_cmd(
+    snapshot_ids: tuple[str, ...],
+    keep_last: int,
+    keep_hourly: int,
+    keep_daily: int,
+    keep_weekly: int,
+    keep_monthly: int,
+    keep_yearly: int,
+    keep_tag: tuple[str, ...],
+    then_prune: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Remove snapshots: the ones named, or those a --keep-* policy does not keep.
 
     Snapshots are grouped by host and paths, and each group keeps its own.
@@ -198,29 +253,51 @@ def forget_cmd(snapshot_ids: tuple[str, ...], keep_last: int, keep_hourly: int, 
     repo = open_repo()
     report: dict[str, Any] = {}
     if snapshot_ids:
-        removed = forget_ids(repo, list(snapshot_ids)) if not dry_run else [repo.resolve_snapshot(s) for s in snapshot_ids]
+        removed = (
+            forget_ids(repo, list(snapshot_ids))
+            if not dry_run
+            else [repo.resolve_snapshot(s) for s in snapshot_ids]
+        )
         report["removed"] = [s.id.hex() for s in removed]
         if not as_json:
             for s in removed:
                 info(f"{'would remove' if dry_run else 'removed'} snapshot {s.short_id}")
     else:
-        policy = KeepPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
-                            tuple(keep_tag))
+        policy = KeepPolicy(
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            tuple(keep_tag),
+        )
         groups = forget(repo, policy, dry_run=dry_run)
         report["groups"] = [
-            {"host": g.key[0], "paths": list(g.key[1]),
-             "keep": [{"id": s.id.hex(), "time": s.time, "reasons": g.reasons.get(s.id, [])} for s in g.keep],
-             "remove": [{"id": s.id.hex(), "time": s.time} for s in g.remove]}
+            {
+                "host": g.key[0],
+                "paths": list(g.key[1]),
+                "keep": [
+                    {"id": s.id.hex(), "time": s.time, "reasons": g.reasons.get(s.id, [])}
+                    for s in g.keep
+                ],
+                "remove": [{"id": s.id.hex(), "time": s.time} for s in g.remove],
+            }
             for g in groups
         ]
         if not as_json:
             for g in groups:
-                info(f"{g.key[0]} {', '.join(g.key[1])}: keep {len(g.keep)}, "
-                     f"{'would remove' if dry_run else 'remove'} {len(g.remove)}")
+                info(
+                    f"host {g.key[0]}, paths {', '.join(g.key[1])}: keep {len(g.keep)}, "
+                    f"{'would remove' if dry_run else 'remove'} {len(g.remove)}"
+                )
                 for s in g.keep:
-                    info(f"  keep   {s.short_id}  {s.time[:19]}  ({', '.join(g.reasons.get(s.id, []))})")
+                    info(
+                        f"  keep   {s.short_id}  {local_time(s.time)}  "
+                        f"({', '.join(g.reasons.get(s.id, []))})"
+                    )
                 for s in g.remove:
-                    info(f"  remove {s.short_id}  {s.time[:19]}")
+                    info(f"  remove {s.short_id}  {local_time(s.time)}")
     if then_prune and not dry_run:
         report["prune"] = _run_prune(repo, dry_run=False, as_json=as_json).__dict__
     if as_json:
@@ -246,27 +323,72 @@ def _run_prune(repo: Repository, *, dry_run: bool, as_json: bool) -> PruneResult
     with progress_display(Progress("prune")) as progress:
         result = prune(repo, dry_run=dry_run, progress=progress)
     if not as_json:
-        verb = "would free" if dry_run else "freed"
-        info(f"{verb} {human_bytes(result.bytes_freed)}: {result.packs_deleted} packs deleted, "
-             f"{result.packs_repacked} repacked into {result.packs_written}, "
-             f"{result.blobs_removed} unused blobs")
+        r = result
+        unused, packs = plural(r.blobs_removed, "unused blob"), plural(r.packs_deleted, "pack")
+        if dry_run:
+            info(
+                f"would free about {human_bytes(r.bytes_freed)}: delete {packs}, "
+                f"repack {r.packs_repacked}, remove {unused}"
+            )
+        else:
+            info(
+                f"freed {human_bytes(r.bytes_freed)}: deleted {packs}, "
+                f"repacked {r.packs_repacked} into {r.packs_written}, removed {unused}"
+            )
     return result
 
 
-@click.command("stats")
+@click.command("stats", short_help="Show the repository's size, deduplication and compression.")
 @repo_options
 @json_option
 def stats_cmd(as_json: bool) -> None:
-    """Show how much data the repository holds, and its deduplication and compression."""
+    """Show how much data the repository holds, and its deduplication and compression.
+
+    The restore size counts every file of every snapshot; unique data is what
+    is left after deduplication, and stored is its size once compressed and
+    encrypted in packs.
+    """
     s = stats(open_repo())
     if as_json:
-        emit_json(s.__dict__ | {"dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio})
+        emit_json(
+            s.__dict__ | {"dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio}
+        )
         return
-    click.echo(f"snapshots:        {s.snapshots}")
-    click.echo(f"files (all snaps):{s.files:>8}  {human_bytes(s.restore_bytes)}")
-    click.echo(f"unique data:      {human_bytes(s.raw_bytes)} in {s.blobs} blobs")
-    click.echo(f"stored:           {human_bytes(s.stored_bytes)} in {s.packs} packs")
-    click.echo(f"deduplication:    {s.dedup_ratio:.2f}x   compression: {s.compression_ratio:.2f}x")
+    click.echo(f"Snapshots:      {s.snapshots}")
+    click.echo(f"Restore size:   {human_bytes(s.restore_bytes)} in {plural(s.files, 'file')}")
+    click.echo(f"Unique data:    {human_bytes(s.raw_bytes)} in {plural(s.blobs, 'blob')}")
+    click.echo(f"Stored:         {human_bytes(s.stored_bytes)} in {plural(s.packs, 'pack')}")
+    click.echo(f"Deduplication:  {s.dedup_ratio:.2f}x")
+    click.echo(f"Compression:    {s.compression_ratio:.2f}x")
 
 
-COMMANDS = [init, key, unlock, check_cmd, forget_cmd, prune_cmd, stats_cmd]
+@click.group()
+def repair() -> None:
+    """Repair a damaged repository."""
+
+
+@repair.command("index")
+@repo_options
+@json_option
+def repair_index_cmd(as_json: bool) -> None:
+    """Rebuild the index from the pack files (after `check` reports a damaged index).
+
+    Reads the header at the end of every pack, writes a new index, and removes
+    the old index objects. Takes an exclusive lock. No data is rewritten.
+    """
+    repo = open_repo()
+    with progress_display(Progress("repair index")) as progress:
+        result = repair_index(repo, progress=progress)
+    if as_json:
+        emit_json(result.__dict__)
+        return
+    for damaged in result.damaged_packs:
+        warn(f"pack left out, its header is unreadable: {damaged}")
+    info(
+        f"indexed {result.blobs_indexed} blobs in {result.packs_indexed} packs; "
+        f"replaced {result.index_objects_removed} index object(s) "
+        f"with {result.index_objects_written}"
+    )
+
+
+COMMANDS = [init, key, unlock, check_cmd, forget_cmd, prune_cmd, stats_cmd, repair]

@@ -1,0 +1,18 @@
+"""The README's first command: the full backup, disaster and recovery drill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import run
+
+
+def test_demo_json_passes(tmp_path: Path) -> None:
+    result = run("demo", "--json", "--workdir", tmp_path / "demo", timeout=300)
+    assert result.code == 0, result
+    report = result.json()
+    assert report["ok"] is True
+    assert report["mismatches"] == [] and report["check_errors"] == []
+    assert report["files"] > 0 and report["bytes"] > 0 and report["rto_seconds"] > 0
+    assert report["steps"]
+    assert "Traceback" not in result.err
