@@ -7,6 +7,7 @@ import seawall
 
 def test_all_is_sorted_and_complete() -> None:
     assert seawall.__all__ == sorted(seawall.__all__)
+    assert set(seawall.__all__) == {*seawall._EXPORTS, "__version__"}
     for name in seawall.__all__:
         assert hasattr(seawall, name), name
 

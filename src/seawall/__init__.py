@@ -11,35 +11,97 @@ The public Python API. Every CLI command is a thin layer over these::
 
 __version__ = "0.1.0"
 
-from seawall.engine.progress import Progress, ProgressView
-from seawall.errors import (
-    Cancelled,
-    DamagedSnapshot,
-    FormatError,
-    IntegrityError,
-    ObjectExists,
-    ObjectNotFound,
-    RepositoryExists,
-    RepositoryLocked,
-    RepositoryNotFound,
-    SeawallError,
-    SnapshotNotFound,
-    StorageError,
-    StorageFull,
-    UsageError,
-    WrongPassword,
-)
-from seawall.operations.backup import BackupResult, backup
-from seawall.operations.check import CheckResult, check
-from seawall.operations.forget import KeepPolicy, apply_policy, forget, forget_ids
-from seawall.operations.inspect import Change, RepoStats, diff, ls, stats
-from seawall.operations.prune import PruneResult, prune
-from seawall.operations.restore import RestoreResult, restore
-from seawall.repository.keys import KdfParams
-from seawall.repository.lock import remove_locks
-from seawall.repository.repo import Repository
-from seawall.repository.snapshot import Node, Snapshot
-from seawall.storage import LocalStorage, MemoryStorage, Storage, open_storage
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Attributes are imported on first use (PEP 562), so that `import seawall` and
+# the CLI start fast: the CLI derives the key while the heavy modules load.
+_EXPORTS = {
+    "BackupResult": "seawall.operations.backup",
+    "Cancelled": "seawall.errors",
+    "Change": "seawall.operations.inspect",
+    "CheckResult": "seawall.operations.check",
+    "DamagedSnapshot": "seawall.errors",
+    "FormatError": "seawall.errors",
+    "IntegrityError": "seawall.errors",
+    "KdfParams": "seawall.repository.keys",
+    "KeepPolicy": "seawall.operations.forget",
+    "LocalStorage": "seawall.storage",
+    "MemoryStorage": "seawall.storage",
+    "Node": "seawall.repository.snapshot",
+    "ObjectExists": "seawall.errors",
+    "ObjectNotFound": "seawall.errors",
+    "Progress": "seawall.engine.progress",
+    "ProgressView": "seawall.engine.progress",
+    "PruneResult": "seawall.operations.prune",
+    "RepoStats": "seawall.operations.inspect",
+    "Repository": "seawall.repository.repo",
+    "RepositoryExists": "seawall.errors",
+    "RepositoryLocked": "seawall.errors",
+    "RepositoryNotFound": "seawall.errors",
+    "RestoreResult": "seawall.operations.restore",
+    "SeawallError": "seawall.errors",
+    "Snapshot": "seawall.repository.snapshot",
+    "SnapshotNotFound": "seawall.errors",
+    "Storage": "seawall.storage",
+    "StorageError": "seawall.errors",
+    "StorageFull": "seawall.errors",
+    "UsageError": "seawall.errors",
+    "WrongPassword": "seawall.errors",
+    "apply_policy": "seawall.operations.forget",
+    "backup": "seawall.operations.backup",
+    "check": "seawall.operations.check",
+    "diff": "seawall.operations.inspect",
+    "forget": "seawall.operations.forget",
+    "forget_ids": "seawall.operations.forget",
+    "ls": "seawall.operations.inspect",
+    "open_storage": "seawall.storage",
+    "prune": "seawall.operations.prune",
+    "remove_locks": "seawall.repository.lock",
+    "restore": "seawall.operations.restore",
+    "stats": "seawall.operations.inspect",
+}
+
+if TYPE_CHECKING:
+    from seawall.engine.progress import Progress, ProgressView
+    from seawall.errors import (
+        Cancelled,
+        DamagedSnapshot,
+        FormatError,
+        IntegrityError,
+        ObjectExists,
+        ObjectNotFound,
+        RepositoryExists,
+        RepositoryLocked,
+        RepositoryNotFound,
+        SeawallError,
+        SnapshotNotFound,
+        StorageError,
+        StorageFull,
+        UsageError,
+        WrongPassword,
+    )
+    from seawall.operations.backup import BackupResult, backup
+    from seawall.operations.check import CheckResult, check
+    from seawall.operations.forget import KeepPolicy, apply_policy, forget, forget_ids
+    from seawall.operations.inspect import Change, RepoStats, diff, ls, stats
+    from seawall.operations.prune import PruneResult, prune
+    from seawall.operations.restore import RestoreResult, restore
+    from seawall.repository.keys import KdfParams
+    from seawall.repository.lock import remove_locks
+    from seawall.repository.repo import Repository
+    from seawall.repository.snapshot import Node, Snapshot
+    from seawall.storage import LocalStorage, MemoryStorage, Storage, open_storage
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'seawall' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BackupResult",

@@ -23,7 +23,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from seawall.codec.crypto import NONCE_SIZE, MasterKey
-from seawall.errors import FormatError, IntegrityError
+from seawall.codec.ids import storage_id
+from seawall.errors import (
+    FormatError,
+    IntegrityError,
+    ObjectNotFound,
+    RepositoryNotFound,
+    WrongPassword,
+)
+from seawall.repository.config import CONFIG_NAME, RepoConfig
+from seawall.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -113,3 +122,38 @@ def open_key_file(data: bytes, key_id: str, password: str, repo_id: str) -> Mast
     if len(secret) != 32:
         raise IntegrityError(f"key file {key_id} holds a malformed master key")
     return MasterKey(secret)
+
+
+def unlock(storage: Storage, password: str) -> tuple[RepoConfig, MasterKey, str]:
+    """The config, the master key and the id of the key file ``password`` opens.
+
+    Light on imports on purpose (no numpy): the CLI runs it in a thread, so
+    the Argon2 work overlaps the import of the rest of seawall.
+    """
+    try:
+        config = RepoConfig.from_bytes(storage.get(CONFIG_NAME))
+    except ObjectNotFound:
+        raise RepositoryNotFound(
+            f"there is no seawall repository at {storage.location}; "
+            "check the location, or create one with `seawall init`"
+        ) from None
+    key_ids = [info.name.split("/", 1)[1] for info in storage.list("keys/")]
+    if not key_ids:
+        raise FormatError(f"the repository at {storage.location} has no keys")
+    for key_id in key_ids:
+        try:
+            data = storage.get(f"keys/{key_id}")
+        except ObjectNotFound:
+            continue
+        if storage_id(data).hex() != key_id:
+            continue  # a damaged key file cannot open anything
+        try:
+            key = open_key_file(data, key_id, password, config.id)
+        except FormatError:
+            continue  # malformed, or of a kind this version does not know: try the others
+        if key is not None:
+            return config, key, key_id
+    raise WrongPassword(
+        f"no key of the repository at {storage.location} opens with that password; "
+        "check SEAWALL_PASSWORD / --password-file"
+    )

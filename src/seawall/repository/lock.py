@@ -135,6 +135,8 @@ class Lock:
 
     def release(self) -> None:
         self._stop.set()
+        # A refresh in progress finishes first, so the lock it writes is the one removed.
+        self._thread.join()
         self._delete(self._id)
 
     def __enter__(self) -> Lock:

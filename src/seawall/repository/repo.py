@@ -24,15 +24,13 @@ from seawall.errors import (
     IntegrityError,
     ObjectNotFound,
     RepositoryExists,
-    RepositoryNotFound,
     SeawallError,
     SnapshotNotFound,
     UsageError,
-    WrongPassword,
 )
 from seawall.repository.config import CONFIG_NAME, DEFAULT_PACK_SIZE, RepoConfig
 from seawall.repository.index import INDEX_AAD, IndexObject, MasterIndex
-from seawall.repository.keys import KdfParams, KeyInfo, make_key_file, open_key_file, parse_key_file
+from seawall.repository.keys import KdfParams, KeyInfo, make_key_file, parse_key_file, unlock
 from seawall.repository.pack import (
     TRAILER_SIZE,
     PackBuilder,
@@ -91,33 +89,7 @@ class Repository:
 
     @classmethod
     def open(cls, storage: Storage, password: str) -> Repository:
-        try:
-            config = RepoConfig.from_bytes(storage.get(CONFIG_NAME))
-        except ObjectNotFound:
-            raise RepositoryNotFound(
-                f"there is no seawall repository at {storage.location}; "
-                "check the location, or create one with `seawall init`"
-            ) from None
-        key_ids = [info.name.split("/", 1)[1] for info in storage.list("keys/")]
-        if not key_ids:
-            raise FormatError(f"the repository at {storage.location} has no keys")
-        for key_id in key_ids:
-            try:
-                data = storage.get(f"keys/{key_id}")
-            except ObjectNotFound:
-                continue
-            if storage_id(data).hex() != key_id:
-                continue  # a damaged key file cannot open anything
-            try:
-                key = open_key_file(data, key_id, password, config.id)
-            except FormatError:
-                continue  # malformed, or of a kind this version does not know: try the others
-            if key is not None:
-                return cls(storage, config, key, key_id)
-        raise WrongPassword(
-            f"no key of the repository at {storage.location} opens with that password; "
-            "check SEAWALL_PASSWORD / --password-file"
-        )
+        return cls(storage, *unlock(storage, password))
 
     def close(self) -> None:
         self.storage.close()

@@ -12,14 +12,16 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from seawall.engine.progress import Progress
 from seawall.errors import UsageError
-from seawall.repository.repo import Repository
 from seawall.storage import open_storage
+
+if TYPE_CHECKING:
+    from seawall.repository.repo import Repository
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,8 +124,19 @@ def read_password(*, confirm: bool = False, prompt: str = "repository password")
 
 
 def open_repo() -> Repository:
+    """Open the repository, deriving the key (Argon2id, ~0.1 s, GIL-free) in a
+    thread while the rest of seawall is imported: commands import their
+    operations after this call, so the two overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from seawall.repository.keys import unlock
+
     storage = open_storage(repo_location())
-    return Repository.open(storage, read_password())
+    with ThreadPoolExecutor(1, thread_name_prefix="unlock") as pool:
+        unlocking = pool.submit(unlock, storage, read_password())
+        from seawall.repository.repo import Repository
+
+        return Repository(storage, *unlocking.result())
 
 
 def emit_json(data: Any) -> None:

@@ -11,9 +11,6 @@ import click
 
 from seawall.engine.progress import Progress
 from seawall.errors import DamagedSnapshot
-from seawall.operations.backup import backup
-from seawall.operations.inspect import diff, ls
-from seawall.operations.restore import restore
 
 from .common import (
     emit_json,
@@ -64,6 +61,8 @@ def backup_cmd(
     skipped and listed, and the command exits with code 3.
     """
     repo = open_repo()
+    from seawall.operations.backup import backup  # after open_repo: see its docstring
+
     with progress_display(Progress("backup")) as progress:
         result = backup(
             repo,
@@ -160,6 +159,8 @@ def snapshots_cmd(tags: tuple[str, ...], host: str | None, as_json: bool) -> Non
 def ls_cmd(snapshot: str, path: str, long_: bool, as_json: bool) -> None:
     """List files in SNAPSHOT ('latest', an id or a unique prefix), under PATH."""
     repo = open_repo()
+    from seawall.operations.inspect import ls
+
     snap = repo.resolve_snapshot(snapshot)
     rows = ls(repo, snap, path)
     if as_json:
@@ -203,6 +204,8 @@ def diff_cmd(snapshot1: str, snapshot2: str, as_json: bool) -> None:
     + added, - removed, M content changed, T type changed, U metadata changed.
     """
     repo = open_repo()
+    from seawall.operations.inspect import diff
+
     a, b = repo.resolve_snapshot(snapshot1), repo.resolve_snapshot(snapshot2)
     changes = diff(repo, a, b)
     if as_json:
@@ -244,6 +247,8 @@ def restore_cmd(snapshot: str, target: str, includes: tuple[str, ...], as_json: 
     ones are listed, and the command exits 1.
     """
     repo = open_repo()
+    from seawall.operations.restore import restore
+
     snap = repo.resolve_snapshot(snapshot)
     damaged: DamagedSnapshot | None = None
     with progress_display(Progress("restore")) as progress:

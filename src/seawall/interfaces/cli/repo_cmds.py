@@ -6,20 +6,18 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from seawall.engine.progress import Progress
 from seawall.errors import UsageError
-from seawall.operations.check import check
-from seawall.operations.forget import KeepPolicy, forget, forget_ids
-from seawall.operations.inspect import stats
-from seawall.operations.prune import PruneResult, prune
-from seawall.operations.repair import repair_index
 from seawall.repository.lock import list_locks, remove_locks
-from seawall.repository.repo import Repository
 from seawall.storage import open_storage
+
+if TYPE_CHECKING:
+    from seawall.operations.prune import PruneResult
+    from seawall.repository.repo import Repository
 
 from .common import (
     emit_json,
@@ -48,6 +46,8 @@ def init() -> None:
     password of a repository means losing its data: keep one somewhere safe.
     """
     storage = open_storage(repo_location())
+    from seawall.repository.repo import Repository
+
     repo = Repository.init(storage, read_password(confirm=True))
     info(f"created seawall repository {repo.config.id[:10]} at {storage.location}")
 
@@ -168,6 +168,8 @@ def check_cmd(read_data: bool, as_json: bool) -> None:
     anything is wrong.
     """
     repo = open_repo()
+    from seawall.operations.check import check
+
     with progress_display(Progress("check")) as progress:
         result = check(repo, read_data=read_data, progress=progress)
     if as_json:
@@ -251,6 +253,8 @@ def forget_cmd(
     Only `prune` (or --prune) frees the data.
     """
     repo = open_repo()
+    from seawall.operations.forget import KeepPolicy, forget, forget_ids
+
     report: dict[str, Any] = {}
     if snapshot_ids:
         removed = (
@@ -320,6 +324,8 @@ def prune_cmd(dry_run: bool, as_json: bool) -> None:
 
 
 def _run_prune(repo: Repository, *, dry_run: bool, as_json: bool) -> PruneResult:
+    from seawall.operations.prune import prune
+
     with progress_display(Progress("prune")) as progress:
         result = prune(repo, dry_run=dry_run, progress=progress)
     if not as_json:
@@ -348,7 +354,10 @@ def stats_cmd(as_json: bool) -> None:
     is left after deduplication, and stored is its size once compressed and
     encrypted in packs.
     """
-    s = stats(open_repo())
+    repo = open_repo()
+    from seawall.operations.inspect import stats
+
+    s = stats(repo)
     if as_json:
         emit_json(
             s.__dict__ | {"dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio}
@@ -377,6 +386,8 @@ def repair_index_cmd(as_json: bool) -> None:
     the old index objects. Takes an exclusive lock. No data is rewritten.
     """
     repo = open_repo()
+    from seawall.operations.repair import repair_index
+
     with progress_display(Progress("repair index")) as progress:
         result = repair_index(repo, progress=progress)
     if as_json:
