@@ -8,9 +8,12 @@ import json
 import pytest
 
 from seawall.codec.crypto import MasterKey
+from seawall.codec.ids import storage_id
 from seawall.errors import FormatError
 from seawall.repository.keys import KdfParams, make_key_file, open_key_file, parse_key_file
-from tests.conftest import FAST_KDF
+from seawall.repository.repo import Repository
+from seawall.storage import MemoryStorage
+from tests.conftest import FAST_KDF, PASSWORD
 
 MASTER = MasterKey(bytes(range(100, 132)))
 REPO_ID = "ab" * 32
@@ -107,3 +110,14 @@ def test_malformed_key_file_is_a_format_error(bad: bytes) -> None:
 def test_unknown_kdf_is_a_format_error(key_file: bytes) -> None:
     with pytest.raises(FormatError, match="KDF"):
         open_key_file(edit(key_file, {}, {"algorithm": "pbkdf2"}), "k", "hunter2", REPO_ID)
+
+
+def test_a_planted_key_file_with_an_absurd_kdf_cost_is_ignored() -> None:
+    """An attacker with write access cannot make every open allocate terabytes."""
+    storage = MemoryStorage()
+    repo = Repository.init(storage, PASSWORD, kdf=FAST_KDF)
+    doc = json.loads(storage.get(f"keys/{repo.key_id}"))
+    doc["kdf"]["memory_cost_kib"] = 2**40
+    planted = json.dumps(doc).encode()
+    storage.put(f"keys/{storage_id(planted).hex()}", planted)
+    assert Repository.open(storage, PASSWORD).key_id == repo.key_id

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 from seawall.engine.progress import Progress
 from seawall.engine.trees import load_tree
@@ -193,17 +194,22 @@ class Archiver:
             self.stats.unreadable.append((path, err.strerror or str(err)))
             return None
         parent = self._parent_nodes(parent_tree)
-        nodes: list[Node | _PendingFile] = []
-        unchanged = True  # every node is the parent's own: the tree is the parent's tree
+        listed: list[tuple[str, os.stat_result, Node | None]] = []
         for name, child in entries:
             if self._exclude(child):
                 continue
-            pnode = parent.get(os.fsencode(name))
             st = self._lstat(child)
-            if st is None:
-                continue
+            if st is not None:
+                listed.append((child, st, parent.get(os.fsencode(name))))
+        # One vectorized index lookup for every file that looks unchanged.
+        reusable = self.repo.index.has_all(
+            [c for _c, st, pnode in listed if _looks_unchanged(pnode, st) for c in pnode.content]
+        )
+        nodes: list[Node | _PendingFile] = []
+        unchanged = True  # every node is the parent's own: the tree is the parent's tree
+        for child, st, pnode in listed:
             if stat.S_ISREG(st.st_mode):
-                pending = self._save_file(child, st, pnode)
+                pending = self._save_file(child, st, pnode, reusable)
                 if pending is None:
                     continue
                 nodes.append(pending)
@@ -219,14 +225,15 @@ class Archiver:
         resolved = [n.resolve() if isinstance(n, _PendingFile) else n for n in nodes]
         return self.writer.add(TREE, encode_tree(resolved))
 
-    def _save_file(self, path: str, st: os.stat_result, pnode: Node | None) -> _PendingFile | None:
+    def _save_file(
+        self, path: str, st: os.stat_result, pnode: Node | None, known_stored: bool = False
+    ) -> _PendingFile | None:
+        """Store a regular file, or reuse the parent's node if it is unchanged.
+
+        ``known_stored``: the caller checked that the parent's chunks are indexed.
+        """
         self.stats.bytes_total += st.st_size
-        if (
-            pnode is not None
-            and pnode.type == FILE
-            and (pnode.size, pnode.mtime_ns, pnode.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
-            and self.repo.index.has_all(pnode.content)
-        ):
+        if _looks_unchanged(pnode, st) and (known_stored or self.repo.index.has_all(pnode.content)):
             self.stats.files_unmodified += 1
             self.progress.add(files=1, nbytes=st.st_size)
             if _same_meta(pnode, st):
@@ -298,6 +305,15 @@ class Archiver:
         finally:
             self.progress.add(nbytes=len(chunk))
             self._inflight.release()
+
+
+def _looks_unchanged(pnode: Node | None, st: os.stat_result) -> TypeGuard[Node]:
+    """The files cache test: same size, mtime and inode as in the parent snapshot."""
+    return (
+        pnode is not None
+        and pnode.type == FILE
+        and (pnode.size, pnode.mtime_ns, pnode.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    )
 
 
 def _same_meta(node: Node, st: os.stat_result) -> bool:

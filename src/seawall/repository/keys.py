@@ -43,6 +43,14 @@ class KdfParams:
     memory_cost_kib: int = 64 * 1024
     parallelism: int = 2
 
+    def within_bounds(self) -> bool:
+        """Whether the cost is one seawall would ever write (at most 4 GiB, 64 passes, 64 lanes)."""
+        return (
+            1 <= self.time_cost <= 64
+            and 8 <= self.memory_cost_kib <= 4 * 1024 * 1024
+            and 1 <= self.parallelism <= 64
+        )
+
     def derive(self, password: str, salt: bytes) -> bytes:
         return hash_secret_raw(
             password.encode(),
@@ -104,6 +112,9 @@ def parse_key_file(data: bytes, key_id: str) -> tuple[KeyInfo, KdfParams, bytes,
         params = KdfParams(
             int(kdf["time_cost"]), int(kdf["memory_cost_kib"]), int(kdf["parallelism"])
         )
+        if not params.within_bounds():
+            # A planted key file must not make every open allocate or spin without end.
+            raise FormatError(f"key {key_id} asks for an unreasonable Argon2 cost; it is ignored")
         info = KeyInfo(key_id, str(doc["created"]), str(doc["hostname"]), str(doc["username"]))
         return info, params, base64.b64decode(kdf["salt"]), base64.b64decode(doc["data"])
     except (ValueError, KeyError, TypeError) as err:
