@@ -13,6 +13,8 @@ from seawall.codec.chunker import ChunkerParams
 from seawall.repository.keys import KdfParams
 from seawall.repository.repo import Repository
 from seawall.storage import LocalStorage, MemoryStorage, Storage
+from tests.rest_server import RestServer, self_signed_cert
+from tests.s3_server import CLEARED_AWS_ENV, FAKE_AWS_ENV, MotoServer
 
 #: Argon2id at its cheapest: tests open repositories hundreds of times.
 FAST_KDF = KdfParams(time_cost=1, memory_cost_kib=1024, parallelism=1)
@@ -22,13 +24,64 @@ SMALL_PACK = 256 * 1024
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A real S3 API server (moto) on loopback, one per test process; fake AWS
+    credentials in this process's environment while it runs."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in FAKE_AWS_ENV.items():
+            mp.setenv(name, value)
+        for name in CLEARED_AWS_ENV:
+            mp.delenv(name, raising=False)
+        server = MotoServer(tmp_path_factory.mktemp("moto") / "server.log")
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: MotoServer) -> Iterator[str]:
+    """A fresh, empty bucket of this test's own on the S3 server; removed afterwards."""
+    bucket = s3_server.new_bucket()
+    yield bucket
+    s3_server.remove_bucket(bucket)
+
+
+@pytest.fixture(scope="session")
+def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestServer]:
+    """A read-write ``seawall repo-server`` on loopback, one per test process;
+    ``reset()`` it for an empty store (tests/rest_server.py)."""
+    server = RestServer(tmp_path_factory.mktemp("rest") / "root")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rest_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestServer]:
+    """The same over HTTPS, with a self-signed certificate its clients verify against."""
+    base = tmp_path_factory.mktemp("rest-tls")
+    server = RestServer(base / "root", tls=self_signed_cert(base / "tls"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "local", "s3"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     """Every backend the repository must work on."""
     if request.param == "memory":
         yield MemoryStorage()
-    else:
+    elif request.param == "local":
         yield LocalStorage(tmp_path / "repo")
+    else:
+        from seawall.storage.s3 import S3Storage
+
+        server: MotoServer = request.getfixturevalue("s3_server")
+        store = S3Storage(
+            request.getfixturevalue("s3_bucket"), "repo", endpoint_url=server.endpoint
+        )
+        yield store
+        store.close()
 
 
 @pytest.fixture

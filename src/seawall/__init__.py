@@ -21,6 +21,7 @@ _EXPORTS = {
     "Cancelled": "seawall.errors",
     "Change": "seawall.operations.inspect",
     "CheckResult": "seawall.operations.check",
+    "CopyResult": "seawall.operations.copy",
     "DamagedSnapshot": "seawall.errors",
     "FormatError": "seawall.errors",
     "IntegrityError": "seawall.errors",
@@ -39,6 +40,7 @@ _EXPORTS = {
     "RepositoryExists": "seawall.errors",
     "RepositoryLocked": "seawall.errors",
     "RepositoryNotFound": "seawall.errors",
+    "ResidencyViolation": "seawall.errors",
     "RestoreResult": "seawall.operations.restore",
     "SeawallError": "seawall.errors",
     "Snapshot": "seawall.repository.snapshot",
@@ -51,6 +53,7 @@ _EXPORTS = {
     "apply_policy": "seawall.operations.forget",
     "backup": "seawall.operations.backup",
     "check": "seawall.operations.check",
+    "copy": "seawall.operations.copy",
     "diff": "seawall.operations.inspect",
     "forget": "seawall.operations.forget",
     "forget_ids": "seawall.operations.forget",
@@ -74,6 +77,7 @@ if TYPE_CHECKING:
         RepositoryExists,
         RepositoryLocked,
         RepositoryNotFound,
+        ResidencyViolation,
         SeawallError,
         SnapshotNotFound,
         StorageError,
@@ -83,6 +87,7 @@ if TYPE_CHECKING:
     )
     from seawall.operations.backup import BackupResult, backup
     from seawall.operations.check import CheckResult, check
+    from seawall.operations.copy import CopyResult, copy
     from seawall.operations.forget import KeepPolicy, apply_policy, forget, forget_ids
     from seawall.operations.inspect import Change, RepoStats, diff, ls, stats
     from seawall.operations.prune import PruneResult, prune
@@ -108,6 +113,7 @@ __all__ = [
     "Cancelled",
     "Change",
     "CheckResult",
+    "CopyResult",
     "DamagedSnapshot",
     "FormatError",
     "IntegrityError",
@@ -126,6 +132,7 @@ __all__ = [
     "RepositoryExists",
     "RepositoryLocked",
     "RepositoryNotFound",
+    "ResidencyViolation",
     "RestoreResult",
     "SeawallError",
     "Snapshot",
@@ -139,6 +146,7 @@ __all__ = [
     "apply_policy",
     "backup",
     "check",
+    "copy",
     "diff",
     "forget",
     "forget_ids",

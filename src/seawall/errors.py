@@ -21,6 +21,7 @@ plaintext data.
     │   ├── ObjectExists (1)            a put-if-absent found the name taken
     │   └── StorageFull (1)             no space left on the store
     ├── DamagedSnapshot (1)             restore finished but some files were damaged
+    ├── ResidencyViolation (1)          a snapshot's residency rule forbids that repository
     └── Cancelled (130)                 the operation was interrupted
 """
 
@@ -92,6 +93,17 @@ class DamagedSnapshot(SeawallError):
         super().__init__(message)
         self.damaged = damaged
         #: the operation's result (what was restored)
+        self.result = result
+
+
+class ResidencyViolation(SeawallError):
+    """A snapshot may not be stored in a repository of another region.
+
+    ``copy`` raises it after copying every other snapshot; ``result`` is what it did.
+    """
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
         self.result = result
 
 

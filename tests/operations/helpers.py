@@ -184,21 +184,28 @@ class Recorder:
 
     From the ``fail_at``-th call of an operation in ``ops`` on (1-based), every
     such call raises ``SimulatedCrash``: a crashed process makes no more calls.
-    Calls on names under ``spare`` are recorded but never failed or counted.
+    Calls on names under ``spare`` are recorded but never failed or counted;
+    only calls on names under ``only`` are counted.
     """
 
     def __init__(
-        self, *, fail_at: int | None = None, ops: tuple[str, ...] = ("put",), spare: str = "\0"
+        self,
+        *,
+        fail_at: int | None = None,
+        ops: tuple[str, ...] = ("put",),
+        spare: str = "\0",
+        only: str = "",
     ) -> None:
         self.calls: list[tuple[str, str]] = []
         self.counted = 0
         self.fail_at = fail_at
         self.ops = ops
         self.spare = spare
+        self.only = only
 
     def __call__(self, op: str, name: str) -> None:
         self.calls.append((op, name))
-        if op not in self.ops or name.startswith(self.spare):
+        if op not in self.ops or name.startswith(self.spare) or not name.startswith(self.only):
             return
         self.counted += 1
         if self.fail_at is not None and self.counted >= self.fail_at:

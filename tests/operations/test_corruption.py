@@ -351,3 +351,28 @@ def test_repair_index_rebuilds_a_damaged_index_from_pack_headers(tmp_path: Path)
     assert check(fresh, read_data=True).ok
     restore(fresh, fresh.resolve_snapshot("latest"), tmp_path / "out")
     assert tree_digest(tmp_path / "out" / src.relative_to("/")) == tree_digest(src)
+
+
+def test_backup_after_a_pack_is_lost_stores_its_data_again(tmp_path: Path) -> None:
+    """Nothing new may deduplicate against data that is gone: after a pack is
+    lost, the next backup re-uploads what it held and re-indexes it, which
+    heals the older snapshots that used the same chunks too."""
+    src = make_files(tmp_path / "src", {f"f{i}.bin": os.urandom(40_000) for i in range(6)})
+    repo = Repository.init(
+        LocalStorage(tmp_path / "repo"),
+        PASSWORD,
+        kdf=FAST_KDF,
+        chunker=SMALL_CHUNKS,
+        pack_size=SMALL_PACK,
+    )
+    first = backup(repo, [src]).snapshot
+    data_packs = [i.name for i in repo.storage.list("data/") if i.size > 10_000]
+    repo.storage.delete(data_packs[0])
+    fresh = Repository.open(repo.storage, PASSWORD)
+    second = backup(fresh, [src], use_parent=False)
+    assert second.written.bytes_added > 0
+    assert check(Repository.open(repo.storage, PASSWORD), read_data=True).ok
+    for n, snap in enumerate((first, second.snapshot)):
+        out = tmp_path / f"out{n}"
+        restore(Repository.open(repo.storage, PASSWORD), snap, out)
+        assert tree_digest(out / src.relative_to("/")) == tree_digest(src)

@@ -155,8 +155,10 @@ def test_sigkill_at_any_instant(world: World, tmp_path: Path, point: str) -> Non
 
 # --- a store that stops at the N-th put ---------------------------------------------------------
 
-#: Where to stop, as a function of P, the number of puts of a full backup:
-#: the first put is the lock, the last is the snapshot.
+#: Where to stop, as a function of P, the number of puts of a full backup
+#: (the first put is the lock). P varies by a pack or so between runs, as
+#: chunks fall differently across threads, so the snapshot case is keyed on
+#: the snapshot's own put instead.
 CRASH_AT: dict[str, Callable[[int], int]] = {
     "lock": lambda p: 1,
     "first-pack": lambda p: 2,
@@ -164,14 +166,16 @@ CRASH_AT: dict[str, Callable[[int], int]] = {
     "half": lambda p: p // 2,
     "three-quarters": lambda p: 3 * p // 4,
     "last-index": lambda p: p - 1,
-    "snapshot": lambda p: p,
 }
 
 
-@pytest.mark.parametrize("where", list(CRASH_AT))
+@pytest.mark.parametrize("where", [*CRASH_AT, "snapshot"])
 def test_crash_at_nth_put(world: World, tmp_path: Path, where: str) -> None:
     storage = copy_memory(world.memory)
-    crash = Recorder(fail_at=CRASH_AT[where](world.puts))
+    if where == "snapshot":
+        crash = Recorder(fail_at=1, only="snapshots/")
+    else:
+        crash = Recorder(fail_at=CRASH_AT[where](world.puts))
     with pytest.raises(SimulatedCrash):
         backup(Repository.open(crash.wrap(storage), PASSWORD), [world.small])
     assert_valid_and_resumable(storage, world.small, tmp_path / "out")

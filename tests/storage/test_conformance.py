@@ -1,7 +1,8 @@
 """One conformance suite for every Storage backend (and the wrappers, which are stores too).
 
 To run it against a new backend, add one line to ``BACKENDS``: an id and a
-factory taking a scratch directory.
+factory taking a scratch directory and the pytest request (for fixtures such
+as the S3 server).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,20 +30,34 @@ def _no_fault(op: str, name: str) -> None:
     return None
 
 
-BACKENDS: list[tuple[str, Callable[[Path], Storage]]] = [
-    ("memory", lambda tmp: MemoryStorage()),
-    ("local", lambda tmp: LocalStorage(tmp / "store")),
+def _s3(request: pytest.FixtureRequest, **kw: Any) -> Storage:
+    """An S3Storage on a fresh bucket of the loopback S3 server (tests/s3_server.py)."""
+    from seawall.storage.s3 import S3Storage
+
+    endpoint = request.getfixturevalue("s3_server").endpoint
+    return S3Storage(request.getfixturevalue("s3_bucket"), "store", endpoint_url=endpoint, **kw)
+
+
+BACKENDS: list[tuple[str, Callable[[Path, pytest.FixtureRequest], Storage]]] = [
+    ("memory", lambda tmp, _: MemoryStorage()),
+    ("local", lambda tmp, _: LocalStorage(tmp / "store")),
     # A wrapper is a store: the stack must keep every contract of the store under it.
     (
         "retrying+faulty(local)",
-        lambda tmp: RetryingStorage(FaultyStorage(LocalStorage(tmp / "store"), _no_fault)),
+        lambda tmp, _: RetryingStorage(FaultyStorage(LocalStorage(tmp / "store"), _no_fault)),
     ),
+    ("s3", lambda tmp, request: _s3(request)),
+    # For S3-compatible stores without If-None-Match: put-if-absent is a stat, then a put.
+    ("s3(no conditional writes)", lambda tmp, request: _s3(request, conditional_writes=False)),
+    # `seawall repo-server` in a subprocess (tests/rest_server.py), over HTTP and HTTPS.
+    ("rest", lambda tmp, request: request.getfixturevalue("rest_server").reset()),
+    ("rest(tls)", lambda tmp, request: request.getfixturevalue("rest_tls_server").reset()),
 ]
 
 
 @pytest.fixture(params=[factory for _, factory in BACKENDS], ids=[name for name, _ in BACKENDS])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    s: Storage = request.param(tmp_path)
+    s: Storage = request.param(tmp_path, request)
     yield s
     s.close()
 

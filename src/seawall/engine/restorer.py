@@ -9,7 +9,8 @@ once. Metadata (mode, times, owner) is applied once the data is in place.
 
 A blob that cannot be read (missing pack, failed authentication) damages only
 the files that use it: every other file is restored, the damaged ones are
-removed and reported.
+removed and reported. A store that fails (unreachable, or transient errors
+beyond the retries) is not damage: the restore stops with its StorageError.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from seawall.engine.progress import Progress
 from seawall.engine.trees import load_tree, safe_name
-from seawall.errors import SeawallError
+from seawall.errors import ObjectNotFound, SeawallError, StorageError
 from seawall.repository.pack import PackedBlob
 from seawall.repository.repo import Repository
 from seawall.repository.snapshot import DIR, FILE, SYMLINK, Node
@@ -93,6 +94,7 @@ class Restorer:
         try:
             nodes = load_tree(self.repo, tree_id)
         except SeawallError as err:
+            _raise_store_failure(err)
             self.stats.damaged.append((prefix or "/", f"directory listing unreadable: {err}"))
             return
         for node in nodes:
@@ -158,6 +160,7 @@ class Restorer:
         ):
             targets = blobs[blob.id][1]
             if isinstance(result, SeawallError):
+                _raise_store_failure(result)
                 for fno, _off in targets:
                     self._damage(fno, str(result))
                 continue
@@ -211,6 +214,12 @@ class Restorer:
             os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
         except OSError as err:
             self.stats.notes.append((str(path), f"metadata not restored: {err.strerror}"))
+
+
+def _raise_store_failure(err: SeawallError) -> None:
+    """Raise ``err`` if the store failed, rather than the data being missing or damaged."""
+    if isinstance(err, StorageError) and not isinstance(err, ObjectNotFound):
+        raise err
 
 
 def _create_file(path: Path, size: int) -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 from seawall import __version__
 from seawall.engine.archiver import Archiver, ArchiveStats, scan_totals
 from seawall.engine.progress import Progress
-from seawall.errors import UsageError
+from seawall.errors import ResidencyViolation, UsageError
 from seawall.repository.lock import Lock
 from seawall.repository.repo import Repository, WriteStats
+from seawall.repository.residency import normalize_label, residency_violation
 from seawall.repository.snapshot import Snapshot
 
 
@@ -50,13 +51,15 @@ def backup(
     use_parent: bool = True,
     progress: Progress | None = None,
     workers: int | None = None,
+    residency: str = "",
 ) -> BackupResult:
     """Back up ``paths`` into one new snapshot.
 
     Unreadable files are skipped and listed in ``stats.unreadable``; the
     snapshot holds everything else. A crash or kill at any point leaves the
     repository valid, and running the same backup again reuses every pack
-    already stored.
+    already stored. ``residency`` records a residency rule (a region label)
+    in the snapshot; it must be the repository's region (ResidencyViolation).
     """
     if not paths:
         raise UsageError("nothing to back up: give at least one path")
@@ -64,6 +67,12 @@ def backup(
     missing = [str(p) for p in resolved if not p.exists() and not p.is_symlink()]
     if missing:
         raise UsageError(f"cannot back up {', '.join(missing)}: no such file or directory")
+    residency = normalize_label(residency, "residency")
+    refusal = residency_violation(
+        residency, repo.config.region, "a snapshot with this rule", repo.storage.location
+    )
+    if refusal:
+        raise ResidencyViolation(refusal)
     hostname = hostname or socket.gethostname()
     # Totals (for an ETA) cost a second walk of the tree: only when someone watches.
     scan = progress is not None
@@ -104,6 +113,7 @@ def backup(
             tags=sorted(set(tags or [])),
             parent=parent.id if parent else None,
             excludes=list(excludes or []),
+            residency=residency,
             program_version=f"seawall {__version__}",
             summary={
                 "files_new": stats.files_new,

@@ -15,6 +15,7 @@ from seawall.errors import ObjectNotFound, UsageError
 from seawall.repository.lock import Lock
 from seawall.repository.repo import Repository
 from seawall.repository.snapshot import Snapshot
+from seawall.storage.base import refuse_if_append_only
 
 _BUCKETS = {
     "hourly": "%Y-%m-%d %H",
@@ -98,6 +99,9 @@ def forget(repo: Repository, policy: KeepPolicy, *, dry_run: bool = False) -> li
     """Remove the snapshots the policy does not keep. Data goes only with prune."""
     with Lock(repo, exclusive=True):
         groups = apply_policy(repo.list_snapshots(), policy)
+        doomed = sum(len(group.remove) for group in groups)
+        if not dry_run and doomed:
+            refuse_if_append_only(repo.storage, f"forget would remove {doomed} snapshot(s)")
         if not dry_run:
             for group in groups:
                 for snap in group.remove:
@@ -110,6 +114,7 @@ def forget_ids(repo: Repository, names: list[str]) -> list[Snapshot]:
     """Remove the named snapshots."""
     with Lock(repo, exclusive=True):
         snaps = [repo.resolve_snapshot(n) for n in names]
+        refuse_if_append_only(repo.storage, f"forget would remove {len(snaps)} snapshot(s)")
         for snap in snaps:
             repo.delete_object("snapshots", snap.id)
     return snaps

@@ -25,17 +25,16 @@ import numpy as np
 from seawall.engine.progress import Progress
 from seawall.engine.trees import load_tree
 from seawall.errors import SeawallError
-from seawall.repository.index import IndexObject
 from seawall.repository.lock import Lock
 from seawall.repository.pack import PackedBlob, pack_name
 from seawall.repository.repo import Repository
 from seawall.repository.snapshot import DIR, FILE
+from seawall.storage.base import refuse_if_append_only
 
 #: Repack a pack once this share of its bytes is unused.
 REPACK_UNUSED = 0.2
 #: Packs smaller than pack_size / SMALL_DIVISOR are combined when there are several.
 SMALL_DIVISOR = 8
-_INDEX_CHUNK = 500_000
 
 
 @dataclass
@@ -99,9 +98,9 @@ def prune(
     result = PruneResult(dry_run=dry_run)
     with Lock(repo, exclusive=True):
         repo.load_index(strict=True)
-        repo.index_orphan_packs()
         progress.start("prune: find used data")
-        used = used_blobs(repo, progress)
+        used = used_blobs(repo, progress)  # raises, changing nothing, if a snapshot is unreadable
+        repo.index_orphan_packs()
         entries = repo.index.entries()
         packs = repo.index.packs()
         in_use = member_of(entries["id"], used)
@@ -137,6 +136,10 @@ def prune(
         )
         if dry_run or not (delete or repack):
             return result
+        refuse_if_append_only(
+            repo.storage,
+            f"prune would delete {len(delete)} and repack {len(repack)} of {len(packs)} packs",
+        )
 
         # The index objects this prune replaces. The repack writer indexes its new
         # packs in index objects of its own, which must not be superseded: the
@@ -177,23 +180,9 @@ def prune(
         # The new index: kept entries of kept packs (the writer has indexed the new packs).
         gone = delete | repack
         rows = entries[in_use & ~np.isin(entries["pack"], list(gone))] if gone else entries[in_use]
-        all_packs = repo.index.packs()
-        for start in range(0, max(len(rows), 1), _INDEX_CHUNK):
-            repo.save_index(_index_of(rows[start : start + _INDEX_CHUNK], all_packs, old_index_ids))
-            result.index_objects += 1
+        result.index_objects = repo.rewrite_index(rows, old_index_ids)
         for index_id in old_index_ids:
             repo.delete_object("index", index_id)
         for no in sorted(gone):
             repo.storage.delete(pack_name(packs[no][0]))
         return result
-
-
-def _index_of(
-    rows: np.ndarray, packs: list[tuple[bytes, int, bytes]], supersedes: list[bytes]
-) -> IndexObject:
-    """An index object for ``rows`` (pack numbers into ``packs``), renumbered locally."""
-    numbers = np.unique(rows["pack"]) if len(rows) else np.zeros(0, dtype="<u4")
-    local = rows.copy()
-    if len(rows):
-        local["pack"] = np.searchsorted(numbers, rows["pack"])
-    return IndexObject([packs[int(n)] for n in numbers], local, list(supersedes))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from seawall.engine.progress import Progress
 from seawall.engine.restorer import Restorer, RestoreStats
-from seawall.errors import DamagedSnapshot, UsageError
+from seawall.errors import DamagedSnapshot, StorageError, UsageError
 from seawall.repository.lock import Lock
 from seawall.repository.repo import Repository
 from seawall.repository.snapshot import Snapshot
@@ -35,7 +35,8 @@ def restore(
 
     Every byte is checked against its id as it is read. If some files cannot
     be restored, every other file still is, and DamagedSnapshot is raised at
-    the end listing them (its ``result`` attribute has the stats).
+    the end listing them (its ``result`` attribute has the stats). If the
+    store fails, the restore stops with StorageError.
     """
     target = Path(target).expanduser().absolute()
     if target.exists() and not target.is_dir():
@@ -43,11 +44,20 @@ def restore(
     progress = progress or Progress("restore")
     progress.start("restore")
     started = time.monotonic()
-    with Lock(repo, exclusive=False):
-        repo.load_index()
-        stats = Restorer(repo, progress=progress, workers=workers).restore(
-            snapshot.tree, target, includes
-        )
+    try:
+        with Lock(repo, exclusive=False):
+            repo.load_index()
+            stats = Restorer(repo, progress=progress, workers=workers).restore(
+                snapshot.tree, target, includes
+            )
+    except StorageError as err:
+        if type(err) is not StorageError:  # not-found, a full store: as they are
+            raise
+        raise StorageError(
+            f"restore stopped: {err}. Files restored so far under {target} may be "
+            "incomplete; run the restore again once the store answers",
+            transient=err.transient,
+        ) from err
     result = RestoreResult(snapshot, stats, time.monotonic() - started)
     if includes and not (stats.files or stats.dirs or stats.symlinks or stats.damaged):
         raise UsageError(f"nothing in snapshot {snapshot.short_id} matches {', '.join(includes)}")

@@ -26,6 +26,8 @@ class RepoConfig:
     chunker: ChunkerParams = field(default_factory=ChunkerParams)
     pack_size: int = DEFAULT_PACK_SIZE
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    #: region or jurisdiction label (``eu``, ``us``...); "" is unlabelled (see residency.py)
+    region: str = ""
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -38,6 +40,8 @@ class RepoConfig:
             "compression": "zstd",
             "encryption": "aes-256-gcm",
         }
+        if self.region:  # written only when set: unlabelled configs keep their old bytes
+            doc["region"] = self.region
         return json.dumps(doc, indent=2).encode() + b"\n"
 
     @classmethod
@@ -58,6 +62,7 @@ class RepoConfig:
                 chunker=ChunkerParams.from_json(doc["chunker"]),
                 pack_size=int(doc["pack_size"]),
                 created=str(doc["created"]),
+                region=str(doc.get("region", "")),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise FormatError(f"the repository config is malformed: {err}") from None

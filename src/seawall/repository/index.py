@@ -355,5 +355,15 @@ class MasterIndex:
             self._merge_runs()
             return self._main
 
+    def drop_packs(self, pack_numbers: set[int]) -> int:
+        """Forget every blob stored in these packs; return how many were dropped."""
+        entries = self.entries()
+        with self._lock:
+            gone = np.isin(entries["pack"], np.fromiter(pack_numbers, dtype=np.int64))
+            dropped = int(gone.sum())
+            if dropped:
+                self._main = entries[~gone]
+            return dropped
+
     def __len__(self) -> int:
         return len(self.entries())

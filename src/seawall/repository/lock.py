@@ -143,7 +143,13 @@ class Lock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        if exc[0] is None:
+            self.release()
+            return
+        # Keep the error that ended the work (a store that is gone fails the release
+        # too); a lock left behind goes stale and `unlock` removes it.
+        with contextlib.suppress(SeawallError):
+            self.release()
 
 
 def remove_locks(repo: Repository, *, all_locks: bool = False) -> list[LockInfo]:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+
 from seawall.codec import crypto
 from seawall.codec.chunker import Chunker, ChunkerParams
 from seawall.codec.compress import decode, encode
@@ -29,7 +31,7 @@ from seawall.errors import (
     UsageError,
 )
 from seawall.repository.config import CONFIG_NAME, DEFAULT_PACK_SIZE, RepoConfig
-from seawall.repository.index import INDEX_AAD, IndexObject, MasterIndex
+from seawall.repository.index import INDEX_AAD, Entries, IndexObject, MasterIndex
 from seawall.repository.keys import KdfParams, KeyInfo, make_key_file, parse_key_file, unlock
 from seawall.repository.pack import (
     TRAILER_SIZE,
@@ -40,8 +42,12 @@ from seawall.repository.pack import (
     parse_tail,
     tail_length,
 )
+from seawall.repository.residency import normalize_label
 from seawall.repository.snapshot import SNAPSHOT_AAD, Snapshot
 from seawall.storage import Storage
+
+#: Blobs per index object when the whole index is rewritten (about 24 MiB of records).
+_INDEX_OBJECT_BLOBS = 500_000
 
 _AAD = {"index": INDEX_AAD, "snapshots": SNAPSHOT_AAD, "locks": b"seawall lock"}
 
@@ -69,7 +75,9 @@ class Repository:
         kdf: KdfParams | None = None,
         chunker: ChunkerParams | None = None,
         pack_size: int = DEFAULT_PACK_SIZE,
+        region: str = "",
     ) -> Repository:
+        region = normalize_label(region)
         try:
             storage.stat(CONFIG_NAME)
             raise RepositoryExists(
@@ -78,7 +86,7 @@ class Repository:
             )
         except ObjectNotFound:
             pass
-        config = RepoConfig(chunker=chunker or ChunkerParams(), pack_size=pack_size)
+        config = RepoConfig(chunker=chunker or ChunkerParams(), pack_size=pack_size, region=region)
         key = MasterKey.generate()
         key_file = make_key_file(key, password, config.id, kdf or KdfParams())
         key_id = storage_id(key_file).hex()
@@ -210,6 +218,20 @@ class Repository:
         self.index.loaded_index_ids.add(index_id)
         return index_id
 
+    def rewrite_index(self, rows: Entries, supersedes: list[bytes]) -> int:
+        """Write ``rows`` (entries of the master index) as new index objects that
+        supersede ``supersedes``; return how many were written. Deletes nothing."""
+        packs = self.index.packs()
+        written = 0
+        for start in range(0, max(len(rows), 1), _INDEX_OBJECT_BLOBS):
+            part = rows[start : start + _INDEX_OBJECT_BLOBS]
+            numbers = np.unique(part["pack"])
+            local = part.copy()
+            local["pack"] = np.searchsorted(numbers, part["pack"])
+            self.save_index(IndexObject([packs[int(n)] for n in numbers], local, supersedes))
+            written += 1
+        return written
+
     def read_pack_header(self, pack_id: bytes, size: int) -> tuple[bytes, list[PackedBlob]]:
         name = pack_name(pack_id)
         trailer = self.storage.get(name, max(0, size - TRAILER_SIZE), TRAILER_SIZE)
@@ -217,16 +239,24 @@ class Repository:
         return parse_tail(self._enc_key, self.storage.get(name, size - n, n), size)
 
     def index_orphan_packs(self) -> int:
-        """Index packs that exist but no index names (left by a killed backup).
+        """Reconcile the loaded index with the packs that exist; before writing.
 
-        Returns how many were indexed. Damaged orphans are left for check/prune.
+        - Packs that exist but no index names (left by a killed backup) are
+          indexed, so a rerun reuses them instead of uploading them again.
+        - Index entries whose pack is gone (lost, or named by a replayed old
+          index) are dropped from memory, so nothing new deduplicates against
+          data that is not there: the next backup stores it again.
+
+        Returns how many orphan packs were indexed. Damaged orphans are left for check.
         """
         found = []
+        present = set()
         for info in self.storage.list("data/"):
             try:
                 pack_id = bytes.fromhex(info.name.rsplit("/", 1)[1])
             except ValueError:
                 continue
+            present.add(pack_id)
             if self.index.has_pack(pack_id):
                 continue
             try:
@@ -238,6 +268,15 @@ class Repository:
             for pack_id, size, salt, blobs in found:
                 self.index.add_pack(pack_id, size, salt, blobs)
             self.save_index(IndexObject.from_packs(found))
+        gone = {
+            no
+            for no, (pack_id, _s, _salt) in enumerate(self.index.packs())
+            if pack_id not in present
+        }
+        if gone and self.index.drop_packs(gone):
+            # Readers must not find the lost copies either: an index without them
+            # supersedes every index read (those stay until prune removes them).
+            self.rewrite_index(self.index.entries(), sorted(self.index.loaded_index_ids))
         return len(found)
 
     # --- blobs ---------------------------------------------------------------------------

@@ -121,6 +121,10 @@ class Snapshot:
     excludes: list[str] = field(default_factory=list)
     program_version: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
+    #: residency rule: the region label this snapshot's data must stay in ("" = none)
+    residency: str = ""
+    #: for a copy, the id of the snapshot it copies (the first of a chain of copies)
+    original: bytes | None = None
     #: set after loading: the snapshot's storage id
     id: bytes = b""
 
@@ -137,19 +141,30 @@ class Snapshot:
         del doc["id"]
         doc["tree"] = self.tree.hex()
         doc["parent"] = self.parent.hex() if self.parent else None
-        doc["version"] = 1
+        # Version 2 adds residency and original, written only when set: a snapshot
+        # without them stays version 1, byte for byte, and readable by seawall 0.1.
+        del doc["residency"], doc["original"]
+        if self.residency:
+            doc["residency"] = self.residency
+        if self.original:
+            doc["original"] = self.original.hex()
+        doc["version"] = 2 if self.residency or self.original else 1
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes, snapshot_id: bytes) -> Snapshot:
         try:
             doc = json.loads(data)
-            if doc.pop("version", None) != 1:
+            version = doc.pop("version", None)
+            if version not in (1, 2):
                 raise FormatError(
                     f"snapshot {snapshot_id.hex()[:8]} has an unknown version; upgrade seawall"
                 )
+            if version == 1 and {"residency", "original"} & set(doc):
+                raise ValueError("residency and original need snapshot version 2")
             doc["tree"] = bytes.fromhex(doc["tree"])
             doc["parent"] = bytes.fromhex(doc["parent"]) if doc.get("parent") else None
+            doc["original"] = bytes.fromhex(doc["original"]) if doc.get("original") else None
             return cls(**doc, id=snapshot_id)
         except (ValueError, KeyError, TypeError) as err:
             raise FormatError(f"snapshot {snapshot_id.hex()[:8]} is malformed: {err}") from None

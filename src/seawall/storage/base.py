@@ -31,6 +31,9 @@ class Capabilities:
     object_lock: bool = False
     #: a listing shows every object whose put() has returned.
     consistent_list: bool = True
+    #: the store refuses every delete (except under ``locks/``) and every overwrite
+    #: with different bytes, so forget and prune cannot run through it.
+    append_only: bool = False
 
 
 def check_name(name: str) -> str:
@@ -44,6 +47,17 @@ def check_name(name: str) -> str:
     if not name or "\0" in name or any(p in ("", ".", "..") for p in parts):
         raise StorageError(f"invalid object name {name!r}")
     return name
+
+
+def refuse_if_append_only(store: Storage, action: str) -> None:
+    """Raise StorageError (not transient) before ``action`` (which must delete
+    objects) starts, if ``store`` is append-only: better than failing halfway."""
+    if store.capabilities().append_only:
+        raise StorageError(
+            f"{action}, but the store at {store.location} is append-only and refuses "
+            "deletes; run it on the server host against the repository directory itself "
+            "(seawall --repo /path/to/dir ...). Nothing was changed"
+        )
 
 
 @runtime_checkable

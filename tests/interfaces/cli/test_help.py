@@ -36,9 +36,10 @@ COMMANDS: dict[str, list[str]] = {
     "key passwd": ["password", "No data is rewritten", "--new-password-file"],
     "unlock": ["stale", "--remove-all"],
     "demo": ["workspace", "restore", "verif", "--json"],
+    "repo-server": ["PATH", "--append-only", "--tls-cert", "--token-file", "rest:"],
 }
 #: commands that open a repository take the repository options after their name too
-REPO_COMMANDS = [c for c in COMMANDS if c not in ("key", "demo")]
+REPO_COMMANDS = [c for c in COMMANDS if c not in ("key", "demo", "repo-server")]
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))

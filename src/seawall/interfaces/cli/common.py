@@ -18,7 +18,7 @@ import click
 
 from seawall.engine.progress import Progress
 from seawall.errors import UsageError
-from seawall.storage import open_storage
+from seawall.storage import Storage, open_storage
 
 if TYPE_CHECKING:
     from seawall.repository.repo import Repository
@@ -37,10 +37,19 @@ class Settings:
         self.repo: str | None = None
         self.password_file: str | None = None
         self.quiet = False
+        self.s3_endpoint: str | None = None
+
+
+#: The --s3-endpoint option, before the command name (main.py) or after it (repo_options).
+S3_ENDPOINT_HELP = (
+    "Endpoint URL of an S3-compatible store (MinIO, Ceph, ...) for s3: repositories "
+    "(default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)."
+)
 
 
 def repo_options(fn: F) -> F:
-    """Accept -r/--repo, --password-file and -q/--quiet after the command name too (as restic)."""
+    """Accept -r/--repo, --password-file, --s3-endpoint and -q/--quiet after the command
+    name too (as restic)."""
 
     @click.option(
         "-r",
@@ -66,6 +75,9 @@ def repo_options(fn: F) -> F:
         default=False,
         help="Print only errors and requested output; no progress display.",
     )
+    @click.option(
+        "--s3-endpoint", "s3_endpoint_opt", metavar="URL", default=None, help=S3_ENDPOINT_HELP
+    )
     @click.pass_context
     @functools.wraps(fn)
     def wrapper(
@@ -73,10 +85,13 @@ def repo_options(fn: F) -> F:
         repo_opt: str | None,
         password_file_opt: str | None,
         quiet_opt: bool,
+        s3_endpoint_opt: str | None,
         *args: Any,
         **kwargs: Any,
     ) -> Any:
         settings = ctx.ensure_object(Settings)
+        if s3_endpoint_opt:
+            settings.s3_endpoint = s3_endpoint_opt
         if repo_opt:
             settings.repo = repo_opt
         if password_file_opt:
@@ -97,6 +112,11 @@ def repo_location() -> str:
     if not location:
         raise UsageError("no repository given: use --repo LOCATION or set SEAWALL_REPOSITORY")
     return location
+
+
+def open_repo_storage() -> Storage:
+    """The store of the repository the options and environment name."""
+    return open_storage(repo_location(), s3_endpoint=settings().s3_endpoint)
 
 
 def read_password(*, confirm: bool = False, prompt: str = "repository password") -> str:
@@ -131,7 +151,7 @@ def open_repo() -> Repository:
 
     from seawall.repository.keys import unlock
 
-    storage = open_storage(repo_location())
+    storage = open_repo_storage()
     with ThreadPoolExecutor(1, thread_name_prefix="unlock") as pool:
         unlocking = pool.submit(unlock, storage, read_password())
         from seawall.repository.repo import Repository

@@ -45,6 +45,13 @@ PARTIAL_BACKUP = 3
 @click.option(
     "--force", is_flag=True, help="Read every file, even those unchanged since the parent snapshot."
 )
+@click.option(
+    "--residency",
+    metavar="REGION",
+    default="",
+    help="Record that this snapshot must stay in REGION: `copy` refuses to place it in a "
+    "repository of another region (the repository's own region must be REGION).",
+)
 @json_option
 def backup_cmd(
     paths: tuple[str, ...],
@@ -52,6 +59,7 @@ def backup_cmd(
     excludes: tuple[str, ...],
     host: str | None,
     force: bool,
+    residency: str,
     as_json: bool,
 ) -> None:
     """Back up PATHS into a new snapshot.
@@ -72,6 +80,7 @@ def backup_cmd(
             hostname=host,
             use_parent=not force,
             progress=progress,
+            residency=residency,
         )
     s, w, snap = result.stats, result.written, result.snapshot
     for path, why in result.stats.notes:
@@ -135,6 +144,8 @@ def snapshots_cmd(tags: tuple[str, ...], host: str | None, as_json: bool) -> Non
                     "tags": s.tags,
                     "parent": s.parent.hex() if s.parent else None,
                     "summary": s.summary,
+                    "residency": s.residency,
+                    "original": s.original.hex() if s.original else None,
                 }
                 for s in snaps
             ]

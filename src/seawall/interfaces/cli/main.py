@@ -13,9 +13,10 @@ import sys
 import click
 
 from seawall import __version__
+from seawall.engine.memory import tune_allocator
 from seawall.errors import SeawallError
-from seawall.interfaces.cli import data_cmds, repo_cmds
-from seawall.interfaces.cli.common import Settings, echo_err
+from seawall.interfaces.cli import copy_cmds, data_cmds, repo_cmds, server_cmds
+from seawall.interfaces.cli.common import S3_ENDPOINT_HELP, Settings, echo_err
 
 PARTIAL_BACKUP = 3
 
@@ -26,7 +27,8 @@ PARTIAL_BACKUP = 3
     "--repo",
     metavar="LOCATION",
     default=None,
-    help="Repository location: a directory (default: $SEAWALL_REPOSITORY).",
+    help="Repository location: a directory, s3:BUCKET/PREFIX, or rest:http(s)://HOST:PORT/ "
+    "(default: $SEAWALL_REPOSITORY).",
 )
 @click.option(
     "--password-file",
@@ -36,9 +38,16 @@ PARTIAL_BACKUP = 3
     "then $SEAWALL_PASSWORD, then a prompt on a terminal).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and requested output.")
+@click.option("--s3-endpoint", metavar="URL", default=None, help=S3_ENDPOINT_HELP)
 @click.version_option(__version__, prog_name="seawall")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, password_file: str | None, quiet: bool) -> None:
+def cli(
+    ctx: click.Context,
+    repo: str | None,
+    password_file: str | None,
+    quiet: bool,
+    s3_endpoint: str | None,
+) -> None:
     """seawall: encrypted, deduplicated, crash-safe backups for AI systems.
 
     \b
@@ -55,13 +64,20 @@ def cli(ctx: click.Context, repo: str | None, password_file: str | None, quiet: 
     """
     settings = ctx.ensure_object(Settings)
     settings.repo, settings.password_file, settings.quiet = repo, password_file, quiet
+    settings.s3_endpoint = s3_endpoint
 
 
-for command in (*repo_cmds.COMMANDS, *data_cmds.COMMANDS):
+for command in (
+    *repo_cmds.COMMANDS,
+    *data_cmds.COMMANDS,
+    *copy_cmds.COMMANDS,
+    *server_cmds.COMMANDS,
+):
     cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
+    tune_allocator()
     try:
         # Without standalone mode, click returns the code of a command's
         # ``click.exceptions.Exit`` (e.g. 3 for a partial backup) instead of exiting.

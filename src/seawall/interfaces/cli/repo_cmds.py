@@ -13,7 +13,6 @@ import click
 from seawall.engine.progress import Progress
 from seawall.errors import UsageError
 from seawall.repository.lock import list_locks, remove_locks
-from seawall.storage import open_storage
 
 if TYPE_CHECKING:
     from seawall.operations.prune import PruneResult
@@ -25,10 +24,10 @@ from .common import (
     info,
     local_time,
     open_repo,
+    open_repo_storage,
     plural,
     progress_display,
     read_password,
-    repo_location,
     repo_options,
     warn,
 )
@@ -38,18 +37,26 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 
 @click.command()
 @repo_options
-def init() -> None:
+@click.option(
+    "--region",
+    metavar="LABEL",
+    default="",
+    help="Label the repository with a region or jurisdiction (e.g. eu, us): snapshots "
+    "with a residency rule are only stored in a repository of their region.",
+)
+def init(region: str) -> None:
     """Create a new, empty repository at --repo.
 
     The password is asked twice on a terminal, or read from
     $SEAWALL_PASSWORD / $SEAWALL_PASSWORD_FILE / --password-file. Losing every
     password of a repository means losing its data: keep one somewhere safe.
     """
-    storage = open_storage(repo_location())
+    storage = open_repo_storage()
     from seawall.repository.repo import Repository
 
-    repo = Repository.init(storage, read_password(confirm=True))
-    info(f"created seawall repository {repo.config.id[:10]} at {storage.location}")
+    repo = Repository.init(storage, read_password(confirm=True), region=region)
+    labelled = f" (region {repo.config.region})" if repo.config.region else ""
+    info(f"created seawall repository {repo.config.id[:10]} at {storage.location}{labelled}")
 
 
 @click.group()
@@ -360,9 +367,12 @@ def stats_cmd(as_json: bool) -> None:
     s = stats(repo)
     if as_json:
         emit_json(
-            s.__dict__ | {"dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio}
+            s.__dict__
+            | {"dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio}
+            | {"region": repo.config.region}
         )
         return
+    click.echo(f"Region:         {repo.config.region or '(unlabelled)'}")
     click.echo(f"Snapshots:      {s.snapshots}")
     click.echo(f"Restore size:   {human_bytes(s.restore_bytes)} in {plural(s.files, 'file')}")
     click.echo(f"Unique data:    {human_bytes(s.raw_bytes)} in {plural(s.blobs, 'blob')}")
