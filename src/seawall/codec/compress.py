@@ -61,11 +61,14 @@ def encode(data: bytes | memoryview) -> bytes:
     return b"\x00" + bytes(data)
 
 
-def decode(payload: bytes, raw_length: int) -> bytes:
-    """Inverse of :func:`encode`; ``raw_length`` bounds the output."""
-    flag = payload[:1]
-    if flag == b"\x00":
+def decode(payload: bytes | memoryview, raw_length: int) -> bytes | memoryview:
+    """Inverse of :func:`encode`; ``raw_length`` bounds the output. Stored data
+    comes back as a slice of ``payload`` (no copy)."""
+    if not payload:
+        raise ValueError("empty payload")
+    flag = payload[0]
+    if flag == RAW:
         return payload[1:]
-    if flag == b"\x01":
+    if flag == ZSTD:
         return _decompressor().decompress(payload[1:], max_output_size=raw_length)
-    raise ValueError(f"unknown payload flag {flag!r}")
+    raise ValueError(f"unknown payload flag {flag:#04x}")

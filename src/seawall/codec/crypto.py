@@ -87,12 +87,30 @@ class Sealer:
     def open(self, sealed: bytes | memoryview, aad: bytes, what: str) -> bytes:
         if len(sealed) < OVERHEAD:
             raise IntegrityError(f"{what} is truncated")
+        view = memoryview(sealed)
         try:
-            return self._aead.decrypt(bytes(sealed[:NONCE_SIZE]), bytes(sealed[NONCE_SIZE:]), aad)
+            return self._aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], aad)
         except InvalidTag:
-            raise IntegrityError(
-                f"{what} failed authentication: it was corrupted or tampered with"
-            ) from None
+            raise _tampered(what) from None
+
+    def open_into(
+        self, sealed: bytes | memoryview, aad: bytes, what: str, scratch: bytearray
+    ) -> memoryview:
+        """Like :meth:`open`, decrypting into ``scratch`` (no allocation); the
+        returned view is valid until ``scratch`` is reused."""
+        if len(sealed) < OVERHEAD:
+            raise IntegrityError(f"{what} is truncated")
+        view = memoryview(sealed)
+        out = memoryview(scratch)[: len(sealed) - OVERHEAD]
+        try:
+            self._aead.decrypt_into(view[:NONCE_SIZE], view[NONCE_SIZE:], aad, out)
+        except InvalidTag:
+            raise _tampered(what) from None
+        return out
+
+
+def _tampered(what: str) -> IntegrityError:
+    return IntegrityError(f"{what} failed authentication: it was corrupted or tampered with")
 
 
 def seal_object(encryption_key: bytes, plaintext: bytes, aad: bytes) -> bytes:

@@ -68,6 +68,7 @@ class Restorer:
         self.progress = progress or Progress("restore")
         self.stats = RestoreStats()
         self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
+        self._scratch = threading.local()
         self._owners = os.geteuid() == 0 if owners is None else owners
         self._lock = threading.Lock()
         self._files: list[tuple[Path, Node, str]] = []
@@ -155,8 +156,13 @@ class Restorer:
     ) -> None:
         self.progress.check_cancelled()
         pack_id, salt = pack
+        # One decryption buffer per worker thread, reused for every blob: no
+        # allocation (and page faults) per chunk on the way to the file.
+        scratch: bytearray | None = getattr(self._scratch, "buf", None)
+        if scratch is None:
+            scratch = self._scratch.buf = bytearray(self.repo.config.chunker.max_size + 1)
         for blob, result in self.repo.read_pack_blobs(
-            pack_id, salt, [b for b, _ in blobs.values()]
+            pack_id, salt, [b for b, _ in blobs.values()], scratch=scratch
         ):
             targets = blobs[blob.id][1]
             if isinstance(result, SeawallError):

@@ -16,6 +16,7 @@ from seawall.codec.ids import storage_id
 from seawall.engine.progress import Progress
 from seawall.engine.trees import load_tree, safe_name
 from seawall.errors import FormatError, IntegrityError, ObjectNotFound, SeawallError
+from seawall.repository.index import blobs_by_pack
 from seawall.repository.lock import Lock
 from seawall.repository.pack import PackedBlob, pack_name, parse_tail
 from seawall.repository.repo import Repository
@@ -83,16 +84,7 @@ class _Checker:
         r.blobs = len(entries)
         by_pack: dict[int, list[PackedBlob]] = {}
         if read_data:
-            for row in entries:
-                by_pack.setdefault(int(row["pack"]), []).append(
-                    PackedBlob(
-                        int(row["type"]),
-                        bytes(row["id"]).ljust(32, b"\0"),
-                        int(row["offset"]),
-                        int(row["length"]),
-                        int(row["raw_length"]),
-                    )
-                )
+            by_pack = blobs_by_pack(entries)
         missing_packs = set()
         for pack_no, (pack_id, size, _salt) in enumerate(packs):
             have = stored.get(pack_id)

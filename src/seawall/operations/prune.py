@@ -17,7 +17,6 @@ not tell what is in use.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +24,9 @@ import numpy as np
 from seawall.engine.progress import Progress
 from seawall.engine.trees import load_tree
 from seawall.errors import SeawallError
+from seawall.repository.index import blobs_by_pack
 from seawall.repository.lock import Lock
-from seawall.repository.pack import PackedBlob, pack_name
+from seawall.repository.pack import pack_name
 from seawall.repository.repo import Repository
 from seawall.repository.snapshot import DIR, FILE
 from seawall.storage.base import refuse_if_append_only
@@ -149,17 +149,7 @@ def prune(
         progress.start("prune: repack")
         writer = repo.writer(dedup_index=False)
         try:
-            wanted: dict[int, list[PackedBlob]] = defaultdict(list)
-            for row in entries[in_use & np.isin(entries["pack"], list(repack))]:
-                wanted[int(row["pack"])].append(
-                    PackedBlob(
-                        int(row["type"]),
-                        bytes(row["id"]).ljust(32, b"\0"),
-                        int(row["offset"]),
-                        int(row["length"]),
-                        int(row["raw_length"]),
-                    )
-                )
+            wanted = blobs_by_pack(entries[in_use & np.isin(entries["pack"], list(repack))])
             for no, blobs in wanted.items():
                 pack_id, _size, salt = packs[no]
                 for blob, data in repo.read_pack_blobs(pack_id, salt, blobs):

@@ -186,6 +186,22 @@ def _search(table: Entries, blob_id: bytes) -> np.void | None:
 _PACK_DTYPE = np.dtype([("id", "S32"), ("size", "<u8"), ("salt", "S16")])
 
 
+def blobs_by_pack(entries: Entries) -> dict[int, list[PackedBlob]]:
+    """Entries grouped by pack number, as PackedBlobs (for reading packs blob by blob)."""
+    by_pack: dict[int, list[PackedBlob]] = {}
+    for row in entries:
+        by_pack.setdefault(int(row["pack"]), []).append(
+            PackedBlob(
+                int(row["type"]),
+                _full_id(row["id"]),
+                int(row["offset"]),
+                int(row["length"]),
+                int(row["raw_length"]),
+            )
+        )
+    return by_pack
+
+
 class MasterIndex:
     """Every known blob, from all index objects plus what this process added.
 

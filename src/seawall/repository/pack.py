@@ -93,9 +93,23 @@ class PackBuilder:
         return storage_id(data), data
 
 
-def open_blob(sealer: Sealer, blob: PackedBlob, sealed: bytes | memoryview, what: str) -> bytes:
-    """Decrypt and decompress one blob (raises IntegrityError if it was tampered with)."""
-    payload = sealer.open(sealed, blob_aad(blob.type, blob.id), what)
+def open_blob(
+    sealer: Sealer,
+    blob: PackedBlob,
+    sealed: bytes | memoryview,
+    what: str,
+    scratch: bytearray | None = None,
+) -> bytes | memoryview:
+    """Decrypt and decompress one blob (raises IntegrityError if it was tampered with).
+
+    With ``scratch`` (at least the payload's size), it decrypts into it and
+    may return a view of it, valid until ``scratch`` is reused.
+    """
+    aad = blob_aad(blob.type, blob.id)
+    if scratch is not None and len(sealed) - OVERHEAD <= len(scratch):
+        payload: bytes | memoryview = sealer.open_into(sealed, aad, what, scratch)
+    else:
+        payload = sealer.open(sealed, aad, what)
     try:
         data = compress.decode(payload, blob.raw_length)
     except Exception as err:  # zstd raises its own error types

@@ -162,7 +162,7 @@ class Repository:
             raise IntegrityError(f"{name} does not match its id: it was corrupted or tampered with")
         payload = crypto.open_object(self._enc_key, data, _AAD[kind], name)
         try:
-            return decode(payload, 1 << 34)
+            return bytes(decode(payload, 1 << 34))  # bytes already: no copy
         except Exception as err:  # zstd's own errors
             raise FormatError(f"{name} does not decompress: {err}") from None
 
@@ -301,12 +301,21 @@ class Repository:
         )
         if self.blob_id(data) != bid:
             raise IntegrityError(f"blob {bid.hex()[:12]} in {name} does not match its id")
-        return data
+        return bytes(data)  # bytes already without a scratch buffer: no copy
 
     def read_pack_blobs(
-        self, pack_id: bytes, salt: bytes, blobs: list[PackedBlob]
-    ) -> Iterator[tuple[PackedBlob, bytes | SeawallError]]:
-        """Yield each blob's plaintext (or the error that stopped it) with one ranged read."""
+        self,
+        pack_id: bytes,
+        salt: bytes,
+        blobs: list[PackedBlob],
+        *,
+        scratch: bytearray | None = None,
+    ) -> Iterator[tuple[PackedBlob, bytes | memoryview | SeawallError]]:
+        """Yield each blob's plaintext (or the error that stopped it) with one ranged read.
+
+        With ``scratch``, plaintexts may be views of it, valid only until the
+        next one is taken (restore writes each one out at once: no copies).
+        """
         name = pack_name(pack_id)
         blobs = sorted(blobs, key=lambda b: b.offset)
         start = blobs[0].offset
@@ -317,11 +326,18 @@ class Repository:
             for b in blobs:
                 yield b, err
             return
-        yield from self.read_pack_blobs_from(data, pack_id, salt, blobs, base=start)
+        yield from self.read_pack_blobs_from(data, pack_id, salt, blobs, base=start, scratch=scratch)
 
     def read_pack_blobs_from(
-        self, data: bytes, pack_id: bytes, salt: bytes, blobs: list[PackedBlob], base: int = 0
-    ) -> Iterator[tuple[PackedBlob, bytes | SeawallError]]:
+        self,
+        data: bytes,
+        pack_id: bytes,
+        salt: bytes,
+        blobs: list[PackedBlob],
+        base: int = 0,
+        *,
+        scratch: bytearray | None = None,
+    ) -> Iterator[tuple[PackedBlob, bytes | memoryview | SeawallError]]:
         """Like read_pack_blobs, on bytes already read (``data`` starts at pack offset ``base``)."""
         name = pack_name(pack_id)
         sealer = Sealer(self._enc_key, salt)
@@ -332,7 +348,7 @@ class Repository:
                 sealed = view[b.offset - base : b.offset - base + b.length]
                 if len(sealed) != b.length:
                     raise IntegrityError(f"{what} is truncated")
-                plain = open_blob(sealer, b, sealed, what)
+                plain = open_blob(sealer, b, sealed, what, scratch)
                 if self.blob_id(plain) != b.id:
                     raise IntegrityError(f"{what} does not match its id")
                 yield b, plain
