@@ -64,17 +64,57 @@ class Excluder:
         return False
 
 
-class _PendingFile:
-    """A file node whose chunks may still be being stored."""
+class _Pending:
+    """A node whose file chunks or subtree may still be being stored."""
 
-    def __init__(self, node: Node, futures: list[Future[bytes]]) -> None:
+    def __init__(
+        self, node: Node, futures: list[Future[bytes]] | None = None, tree: _Tree | None = None
+    ) -> None:
         self.node = node
-        self.futures = futures
+        self.futures = futures or []
+        self.tree = tree
+
+    def ready(self) -> bool:
+        return all(f.done() for f in self.futures) and (self.tree is None or self.tree.stored)
 
     def resolve(self) -> Node:
         if self.futures:
             self.node.content = [f.result() for f in self.futures]
+            self.futures = []
+        if self.tree is not None:
+            self.node.subtree = self.tree.resolve()
         return self.node
+
+
+class _Tree:
+    """A directory's tree blob, stored once everything in it is.
+
+    The walk does not wait for a directory's chunks when it leaves the
+    directory (that would drain the pipeline at every directory boundary):
+    it stores the tree as soon as it is ready, or at the end.
+    """
+
+    def __init__(self, writer: BlobWriter, items: list[_Pending], same_as: bytes | None) -> None:
+        self.writer = writer
+        self.items = items
+        #: the parent snapshot's tree id, when nothing in the directory changed
+        self.same_as = same_as
+        self.id: bytes | None = same_as
+
+    @property
+    def stored(self) -> bool:
+        return self.id is not None
+
+    def try_store(self) -> bool:
+        if self.id is None and all(item.ready() for item in self.items):
+            self.resolve()
+        return self.stored
+
+    def resolve(self) -> bytes:
+        if self.id is None:
+            self.id = self.writer.add(TREE, encode_tree([item.resolve() for item in self.items]))
+            self.items = []
+        return self.id
 
 
 class Archiver:
@@ -97,6 +137,7 @@ class Archiver:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="chunk")
         # Bounds chunks in flight: at most this many max-size chunks are in memory.
         self._inflight = threading.BoundedSemaphore(self._workers * 3)
+        self._deferred: list[_Tree] = []  # trees waiting for their chunks
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -114,26 +155,25 @@ class Archiver:
                     level[part] = {"": None}  # marks "back up everything below"
                 else:
                     level = level.setdefault(part, {})
-        return self._save_virtual("/", virtual, parent_tree)
+        return self._save_virtual("/", virtual, parent_tree).resolve()
 
-    def _save_virtual(self, prefix: str, vtree: dict, parent_tree: bytes | None) -> bytes:  # type: ignore[type-arg]
+    def _save_virtual(self, prefix: str, vtree: dict, parent_tree: bytes | None) -> _Tree:  # type: ignore[type-arg]
         parent = self._parent_nodes(parent_tree)
-        nodes: list[Node] = []
+        items: list[_Pending] = []
         for name, sub in sorted(vtree.items()):
             path = os.path.join(prefix, name)
             pnode = parent.get(os.fsencode(name))
             if "" in sub:
-                node = self._save_path(path, pnode)
-                if node is not None:
-                    nodes.append(node)
+                item = self._save_path(path, pnode)
+                if item is not None:
+                    items.append(item)
                 continue
             st = self._lstat(path)
             if st is None:
                 continue
-            node = _node_from_stat(os.fsencode(name), DIR, st)
-            node.subtree = self._save_virtual(path, sub, pnode.subtree if pnode else None)
-            nodes.append(node)
-        return self.writer.add(TREE, encode_tree(nodes))
+            tree = self._save_virtual(path, sub, pnode.subtree if pnode else None)
+            items.append(_Pending(_node_from_stat(os.fsencode(name), DIR, st), tree=tree))
+        return _Tree(self.writer, items, None)
 
     # --- the walk --------------------------------------------------------------------
     # Paths are plain strings here: pathlib costs more than the syscalls on big trees.
@@ -155,7 +195,7 @@ class Archiver:
 
     def _save_path(
         self, path: str, pnode: Node | None, st: os.stat_result | None = None
-    ) -> Node | None:
+    ) -> _Pending | None:
         """Store whatever is at ``path``; None if it was skipped (and recorded why)."""
         self.progress.check_cancelled()
         st = st or self._lstat(path)
@@ -163,18 +203,15 @@ class Archiver:
             return None
         name = os.fsencode(os.path.basename(path))
         if stat.S_ISDIR(st.st_mode):
-            subtree = self._save_dir(path, pnode.subtree if pnode and pnode.type == DIR else None)
-            if subtree is None:
+            tree = self._save_dir(path, pnode.subtree if pnode and pnode.type == DIR else None)
+            if tree is None:
                 return None
             self.stats.dirs += 1
-            if pnode is not None and pnode.subtree == subtree and _same_meta(pnode, st):
-                return pnode
-            node = _node_from_stat(name, DIR, st)
-            node.subtree = subtree
-            return node
+            if pnode is not None and tree.same_as is not None and _same_meta(pnode, st):
+                return _Pending(pnode)
+            return _Pending(_node_from_stat(name, DIR, st), tree=tree)
         if stat.S_ISREG(st.st_mode):
-            pending = self._save_file(path, st, pnode)
-            return pending.resolve() if pending else None
+            return self._save_file(path, st, pnode)
         if stat.S_ISLNK(st.st_mode):
             node = _node_from_stat(name, SYMLINK, st)
             try:
@@ -182,11 +219,11 @@ class Archiver:
             except OSError as err:
                 self.stats.unreadable.append((path, err.strerror or str(err)))
                 return None
-            return node
+            return _Pending(node)
         self.stats.notes.append((path, "skipped: not a file, directory or symlink"))
         return None
 
-    def _save_dir(self, path: str, parent_tree: bytes | None) -> bytes | None:
+    def _save_dir(self, path: str, parent_tree: bytes | None) -> _Tree | None:
         try:
             with os.scandir(path) as it:
                 entries = sorted((e.name, e.path) for e in it)
@@ -205,29 +242,29 @@ class Archiver:
         reusable = self.repo.index.has_all(
             [c for _c, st, pnode in listed if _looks_unchanged(pnode, st) for c in pnode.content]
         )
-        nodes: list[Node | _PendingFile] = []
-        unchanged = True  # every node is the parent's own: the tree is the parent's tree
+        items: list[_Pending] = []
         for child, st, pnode in listed:
             if stat.S_ISREG(st.st_mode):
-                pending = self._save_file(child, st, pnode, reusable)
-                if pending is None:
-                    continue
-                nodes.append(pending)
-                unchanged = unchanged and pending.node is pnode
+                item = self._save_file(child, st, pnode, reusable)
             else:
-                node = self._save_path(child, pnode, st)
-                if node is None:
-                    continue
-                nodes.append(node)
-                unchanged = unchanged and node is pnode
-        if unchanged and parent_tree is not None and len(nodes) == len(parent):
-            return parent_tree
-        resolved = [n.resolve() if isinstance(n, _PendingFile) else n for n in nodes]
-        return self.writer.add(TREE, encode_tree(resolved))
+                item = self._save_path(child, pnode, st)
+            if item is not None:
+                items.append(item)
+        if (
+            parent_tree is not None
+            and len(items) == len(parent)
+            and all(item.node is parent.get(item.node.name) for item in items)
+        ):
+            return _Tree(self.writer, [], same_as=parent_tree)  # nothing in it changed
+        tree = _Tree(self.writer, items, None)
+        self._deferred.append(tree)
+        # Store whichever trees are complete by now, this one included, without waiting.
+        self._deferred = [t for t in self._deferred if not t.try_store()]
+        return tree
 
     def _save_file(
         self, path: str, st: os.stat_result, pnode: Node | None, known_stored: bool = False
-    ) -> _PendingFile | None:
+    ) -> _Pending | None:
         """Store a regular file, or reuse the parent's node if it is unchanged.
 
         ``known_stored``: the caller checked that the parent's chunks are indexed.
@@ -237,10 +274,10 @@ class Archiver:
             self.stats.files_unmodified += 1
             self.progress.add(files=1, nbytes=st.st_size)
             if _same_meta(pnode, st):
-                return _PendingFile(pnode, [])
+                return _Pending(pnode)
             node = _node_from_stat(pnode.name, FILE, st)
             node.size, node.inode, node.content = st.st_size, st.st_ino, pnode.content
-            return _PendingFile(node, [])
+            return _Pending(node)
         node = _node_from_stat(os.fsencode(os.path.basename(path)), FILE, st)
         node.size = st.st_size
         node.inode = st.st_ino
@@ -266,7 +303,7 @@ class Archiver:
             self.stats.files_changed += 1
         self.stats.bytes_read += size
         self.progress.add(files=1)
-        return _PendingFile(node, futures)
+        return _Pending(node, futures)
 
     def _read_file(self, path: str) -> tuple[list[Future[bytes]], int, os.stat_result]:
         futures: list[Future[bytes]] = []
