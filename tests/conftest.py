@@ -48,6 +48,17 @@ def s3_bucket(s3_server: MotoServer) -> Iterator[str]:
     s3_server.remove_bucket(bucket)
 
 
+@pytest.fixture
+def s3_lock_bucket(s3_server: MotoServer) -> Iterator[str]:
+    """A fresh bucket with S3 Object Lock (so versioning) enabled; removed afterwards
+    with every version (tests/s3_lock.py)."""
+    from tests.s3_lock import new_lock_bucket, remove_lock_bucket
+
+    bucket = new_lock_bucket(s3_server)
+    yield bucket
+    remove_lock_bucket(s3_server, bucket)
+
+
 @pytest.fixture(scope="session")
 def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestServer]:
     """A read-write ``seawall repo-server`` on loopback, one per test process;

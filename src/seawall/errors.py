@@ -19,6 +19,7 @@ plaintext data.
     ├── StorageError (1)                the store failed; ``transient`` says if retry helps
     │   ├── ObjectNotFound (1)          the object does not exist
     │   ├── ObjectExists (1)            a put-if-absent found the name taken
+    │   ├── ObjectRetained (1)          a delete refused: the object is under retention
     │   └── StorageFull (1)             no space left on the store
     ├── DamagedSnapshot (1)             restore finished but some files were damaged
     ├── ResidencyViolation (1)          a snapshot's residency rule forbids that repository
@@ -26,6 +27,8 @@ plaintext data.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class SeawallError(Exception):
@@ -80,6 +83,17 @@ class ObjectNotFound(StorageError):
 
 class ObjectExists(StorageError):
     pass
+
+
+class ObjectRetained(StorageError):
+    """A delete the store refused because the object is under retention (Object Lock).
+
+    ``until`` is the retain-until date when the store said it, else None.
+    """
+
+    def __init__(self, message: str, *, until: datetime | None = None) -> None:
+        super().__init__(message)
+        self.until = until
 
 
 class StorageFull(StorageError):

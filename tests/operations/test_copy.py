@@ -255,6 +255,8 @@ def data_puts_of_full_copy(src: Repository) -> int:
     return len(counter.puts("data/"))
 
 
+# The number of data puts varies by a pack between runs (chunks fall differently
+# across threads), so the last crash point is one put before the measured total.
 @pytest.mark.parametrize("share", [0.1, 0.5, 0.9, 1.0])
 def test_a_killed_copy_is_finished_without_uploading_again(
     source: tuple[Repository, Path, list[Snapshot]], tmp_path: Path, share: float
@@ -281,7 +283,9 @@ def test_a_killed_copy_is_finished_without_uploading_again(
         copy(
             src,
             Repository.open(
-                FaultyStorage(target, crash_at_nth_data_put(max(2, int(total * share)))),
+                FaultyStorage(
+                    target, crash_at_nth_data_put(max(2, min(total - 1, int(total * share))))
+                ),
                 OTHER_PASSWORD,
             ),
         )

@@ -13,7 +13,8 @@ from pathlib import Path
 from seawall import __version__
 from seawall.engine.archiver import Archiver, ArchiveStats, scan_totals
 from seawall.engine.progress import Progress
-from seawall.errors import ResidencyViolation, UsageError
+from seawall.errors import ResidencyViolation, SeawallError, UsageError
+from seawall.operations.retention import extend_if_due
 from seawall.repository.lock import Lock
 from seawall.repository.repo import Repository, WriteStats
 from seawall.repository.residency import normalize_label, residency_violation
@@ -130,4 +131,11 @@ def backup(
             },
         )
         repo.save_snapshot(snap)
+        if repo.config.immutability is not None:
+            # Keep what the snapshots need retained (about every DAYS/2; see retention.py).
+            # The snapshot is saved: a failure here is a warning, and the next backup retries.
+            try:
+                extend_if_due(repo)
+            except SeawallError as err:
+                repo.notes.append(f"could not extend the retention of the repository: {err}")
     return BackupResult(snap, stats, writer.stats, duration, parent)

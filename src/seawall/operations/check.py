@@ -29,6 +29,10 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
     #: snapshot short id -> paths that cannot be restored in full
     damaged: dict[str, list[str]] = field(default_factory=dict)
+    #: immutable repositories: objects whose current version is not what seawall
+    #: wrote, name -> "deleted", "overwritten" (an intact version is retained:
+    #: `repair versions` puts it back) or "lost" (none is)
+    touched: dict[str, str] = field(default_factory=dict)
     snapshots: int = 0
     packs: int = 0
     blobs: int = 0
@@ -51,6 +55,11 @@ class _Checker:
 
     def run(self, read_data: bool) -> CheckResult:
         r = self.result
+        if self.repo.view is not None:
+            self.progress.start("check: object versions")
+            for touched in self.repo.view.audit(self.repo.config):
+                r.touched[touched.name] = touched.state
+                r.errors.append(touched.describe())
         self.progress.start("check: index")
         for index_id, err in self.repo.load_index(strict=False):
             r.errors.append(f"index {index_id.hex()[:8]} is damaged: {err}")

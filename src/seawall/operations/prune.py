@@ -17,13 +17,22 @@ not tell what is in use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
 from seawall.engine.progress import Progress
 from seawall.engine.trees import load_tree
-from seawall.errors import SeawallError
+from seawall.errors import ObjectRetained, SeawallError
+from seawall.operations.retention import (
+    extend_retention,
+    referenced_names,
+    require_view,
+    retention_of,
+    split_by_retention,
+)
 from seawall.repository.index import blobs_by_pack
 from seawall.repository.lock import Lock
 from seawall.repository.pack import pack_name
@@ -46,6 +55,11 @@ class PruneResult:
     blobs_removed: int = 0
     index_objects: int = 0
     dry_run: bool = False
+    #: immutable repositories: objects not deleted (nor repacked) because their
+    #: retention runs until later, name -> ISO date
+    retained: dict[str, str] = field(default_factory=dict)
+    #: immutable repositories: objects in use whose retention was extended
+    retention_extended: int = 0
 
 
 def used_blobs(repo: Repository, progress: Progress | None = None) -> np.ndarray:
@@ -128,6 +142,22 @@ def prune(
                 no in small and small_of_type[pack_type[no]] > 1
             ):
                 repack.add(no)
+        # An immutable repository: a pack under retention is neither deleted nor
+        # repacked; it stays, indexed, until its retention runs out. (Only the unused
+        # ones are reported: a pack in use has its retention extended, so repacking
+        # it waits for good, and saying so at every prune would be noise.)
+        view = require_view(repo, "prune would delete data")
+        held: set[int] = set()
+        if view is not None and (delete or repack):
+            names = {no: pack_name(packs[no][0]) for no in delete | repack}
+            _free, kept = split_by_retention(retention_of(view, names.values()), datetime.now(UTC))
+            held = {no for no, name in names.items() if name in kept}
+            delete -= held
+            repack -= held
+            result.retained.update(
+                {names[no]: kept[names[no]].isoformat() for no in held if not used_bytes[no]}
+            )
+            result.blobs_removed = int((~in_use & ~np.isin(entries["pack"], list(held))).sum())
         result.packs_deleted = len(delete)
         result.packs_repacked = len(repack)
         # An estimate until the repack is done: a repacked pack frees its unused part.
@@ -135,6 +165,10 @@ def prune(
             sum(packs[no][1] - used_bytes[no] for no in repack)
         )
         if dry_run or not (delete or repack):
+            if not dry_run:
+                kept_packs = [pack_name(p[0]) for no, p in enumerate(packs) if used_bytes[no]]
+                live = repo.index.loaded_index_ids - repo.superseded
+                _extend_kept(repo, result, kept_packs, live)
             return result
         refuse_if_append_only(
             repo.storage,
@@ -169,10 +203,41 @@ def prune(
 
         # The new index: kept entries of kept packs (the writer has indexed the new packs).
         gone = delete | repack
-        rows = entries[in_use & ~np.isin(entries["pack"], list(gone))] if gone else entries[in_use]
+        keep_rows = in_use | np.isin(entries["pack"], list(held)) if held else in_use
+        rows = (
+            entries[keep_rows & ~np.isin(entries["pack"], list(gone))]
+            if gone
+            else entries[keep_rows]
+        )
         result.index_objects = repo.rewrite_index(rows, old_index_ids)
-        for index_id in old_index_ids:
-            repo.delete_object("index", index_id)
+        old_names = [f"index/{i.hex()}" for i in old_index_ids]
+        if view is not None:
+            _free, kept = split_by_retention(retention_of(view, old_names), datetime.now(UTC))
+            result.retained.update({name: date.isoformat() for name, date in kept.items()})
+            old_names = [name for name in old_names if name not in kept]
+        for name in old_names:
+            _delete(repo, name, result)
         for no in sorted(gone):
-            repo.storage.delete(pack_name(packs[no][0]))
+            _delete(repo, pack_name(packs[no][0]), result)
+        kept_packs = [
+            pack_name(p[0]) for no, p in enumerate(packs) if used_bytes[no] and no not in gone
+        ]
+        _extend_kept(repo, result, kept_packs, [])  # the new index objects are new
         return result
+
+
+def _delete(repo: Repository, name: str, result: PruneResult) -> None:
+    try:
+        repo.storage.delete(name)
+    except ObjectRetained as err:  # retained after all (a version prune did not see)
+        result.retained[name] = err.until.isoformat() if err.until else "a later date"
+
+
+def _extend_kept(
+    repo: Repository, result: PruneResult, packs: list[str], index_ids: Iterable[bytes]
+) -> None:
+    """Immutable repositories: extend the retention of everything still in use."""
+    if repo.config.immutability is None:
+        return
+    done = extend_retention(repo, referenced_names(repo, packs, index_ids))
+    result.retention_extended = len(done.extended)

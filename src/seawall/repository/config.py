@@ -13,10 +13,32 @@ from datetime import UTC, datetime
 
 from seawall.codec.chunker import ChunkerParams
 from seawall.errors import FormatError
+from seawall.storage.retention import LOCK_MODES
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config"
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Immutability:
+    """Objects are written with S3 Object Lock retention of ``days`` days in ``mode``
+    (``governance`` or ``compliance``); see repository/versions.py."""
+
+    days: int
+    mode: str = "governance"
+
+    def to_json(self) -> dict[str, int | str]:
+        return {"days": self.days, "mode": self.mode}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> Immutability:
+        days, mode = doc["days"], doc.get("mode", "governance")
+        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+            raise ValueError(f"immutability days must be a whole number >= 1, not {days!r}")
+        if mode not in LOCK_MODES:
+            raise ValueError(f"unknown immutability mode {mode!r}")
+        return cls(days, str(mode))
 
 
 @dataclass(frozen=True)
@@ -28,6 +50,8 @@ class RepoConfig:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     #: region or jurisdiction label (``eu``, ``us``...); "" is unlabelled (see residency.py)
     region: str = ""
+    #: Object Lock retention of every object but locks; None: not immutable
+    immutability: Immutability | None = None
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -42,6 +66,8 @@ class RepoConfig:
         }
         if self.region:  # written only when set: unlabelled configs keep their old bytes
             doc["region"] = self.region
+        if self.immutability is not None:  # likewise: written only when set
+            doc["immutability"] = self.immutability.to_json()
         return json.dumps(doc, indent=2).encode() + b"\n"
 
     @classmethod
@@ -63,6 +89,9 @@ class RepoConfig:
                 pack_size=int(doc["pack_size"]),
                 created=str(doc["created"]),
                 region=str(doc.get("region", "")),
+                immutability=(
+                    Immutability.from_json(doc["immutability"]) if "immutability" in doc else None
+                ),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise FormatError(f"the repository config is malformed: {err}") from None

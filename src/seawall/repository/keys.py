@@ -135,12 +135,33 @@ def open_key_file(data: bytes, key_id: str, password: str, repo_id: str) -> Mast
     return MasterKey(secret)
 
 
-def unlock(storage: Storage, password: str) -> tuple[RepoConfig, MasterKey, str]:
+def unlock(
+    storage: Storage, password: str, notes: list[str] | None = None
+) -> tuple[RepoConfig, MasterKey, str]:
     """The config, the master key and the id of the key file ``password`` opens.
 
     Light on imports on purpose (no numpy): the CLI runs it in a thread, so
     the Argon2 work overlaps the import of the rest of seawall.
+
+    When the config or the keys cannot be read or opened and the store keeps
+    retained versions (Object Lock), the newest versions that do are used,
+    and a warning per object read so is appended to ``notes``.
     """
+    try:
+        return _unlock(storage, password)
+    except (RepositoryNotFound, WrongPassword, FormatError):
+        from seawall.repository.versions import unlock_from_versions
+
+        found = unlock_from_versions(storage, password)
+        if found is None:
+            raise
+        config, key, key_id, found_notes = found
+        if notes is not None:
+            notes.extend(found_notes)
+        return config, key, key_id
+
+
+def _unlock(storage: Storage, password: str) -> tuple[RepoConfig, MasterKey, str]:
     try:
         config = RepoConfig.from_bytes(storage.get(CONFIG_NAME))
     except ObjectNotFound:

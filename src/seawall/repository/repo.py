@@ -25,12 +25,13 @@ from seawall.errors import (
     FormatError,
     IntegrityError,
     ObjectNotFound,
+    ObjectRetained,
     RepositoryExists,
     SeawallError,
     SnapshotNotFound,
     UsageError,
 )
-from seawall.repository.config import CONFIG_NAME, DEFAULT_PACK_SIZE, RepoConfig
+from seawall.repository.config import CONFIG_NAME, DEFAULT_PACK_SIZE, Immutability, RepoConfig
 from seawall.repository.index import INDEX_AAD, Entries, IndexObject, MasterIndex
 from seawall.repository.keys import KdfParams, KeyInfo, make_key_file, parse_key_file, unlock
 from seawall.repository.pack import (
@@ -44,6 +45,12 @@ from seawall.repository.pack import (
 )
 from seawall.repository.residency import normalize_label
 from seawall.repository.snapshot import SNAPSHOT_AAD, Snapshot
+from seawall.repository.versions import (
+    VersionedView,
+    hidden_config,
+    open_view,
+    require_object_lock,
+)
 from seawall.storage import Storage
 
 #: Blobs per index object when the whole index is rewritten (about 24 MiB of records).
@@ -63,6 +70,17 @@ class Repository:
         self.index = MasterIndex()
         self._enc_key = key.encryption_key
         self._id_key = key.id_key
+        #: warnings for the user (collected, never raised): e.g. objects read from
+        #: an older retained version because the current one was deleted
+        self.notes: list[str] = []
+        #: index objects that another index object supersedes (see load_index)
+        self.superseded: set[bytes] = set()
+        #: immutable repositories read through a view of the store's versions
+        self.view: VersionedView | None = None
+        if config.immutability is not None:
+            self.view = open_view(storage, config, self.notes)
+            if self.view is not None:
+                self.storage = self.view
 
     # --- opening -------------------------------------------------------------
 
@@ -76,7 +94,10 @@ class Repository:
         chunker: ChunkerParams | None = None,
         pack_size: int = DEFAULT_PACK_SIZE,
         region: str = "",
+        immutability: Immutability | None = None,
     ) -> Repository:
+        """Create a repository. With ``immutability``, the store must have Object Lock
+        (UsageError otherwise), and every object but locks is written retained."""
         region = normalize_label(region)
         try:
             storage.stat(CONFIG_NAME)
@@ -85,8 +106,20 @@ class Repository:
                 "open it, or choose another location"
             )
         except ObjectNotFound:
-            pass
-        config = RepoConfig(chunker=chunker or ChunkerParams(), pack_size=pack_size, region=region)
+            if hidden_config(storage):
+                raise RepositoryExists(
+                    f"a repository exists at {storage.location}: its config was deleted, but "
+                    "the store retains an older version. Open it as usual (seawall reads that "
+                    "version) and run `seawall repair versions`, or choose another location"
+                ) from None
+        if immutability is not None:
+            require_object_lock(storage, immutability)
+        config = RepoConfig(
+            chunker=chunker or ChunkerParams(),
+            pack_size=pack_size,
+            region=region,
+            immutability=immutability,
+        )
         key = MasterKey.generate()
         key_file = make_key_file(key, password, config.id, kdf or KdfParams())
         key_id = storage_id(key_file).hex()
@@ -97,7 +130,20 @@ class Repository:
 
     @classmethod
     def open(cls, storage: Storage, password: str) -> Repository:
-        return cls(storage, *unlock(storage, password))
+        notes: list[str] = []
+        repo = cls(storage, *unlock(storage, password, notes))
+        repo.notes[:0] = notes
+        return repo
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about this session (see ``notes``)."""
+        return self.notes + (self.view.notes if self.view is not None else [])
+
+    def distrust(self, name: str) -> bool:
+        """``name`` failed authentication: whether reading it again may succeed (an
+        immutable repository then reads an intact older version)."""
+        return self.view is not None and self.view.distrust(name)
 
     def close(self) -> None:
         self.storage.close()
@@ -143,8 +189,17 @@ class Repository:
         between leaves both passwords working. No data is rewritten.
         """
         new_id = self.add_key(new_password, kdf)
-        self.storage.delete(f"keys/{self.key_id}")
-        self.key_id = new_id
+        old, self.key_id = self.key_id, new_id
+        try:
+            self.storage.delete(f"keys/{old}")
+        except ObjectRetained as err:
+            until = err.until.isoformat(timespec="seconds") if err.until else "a later date"
+            raise ObjectRetained(
+                f"the new password works, but the old key {old[:12]} is retained until {until} "
+                "(immutable repository) and opens the repository until then; remove it "
+                f"afterwards with `seawall key remove {old[:12]}`",
+                until=err.until,
+            ) from None
         return new_id
 
     # --- sealed objects ---------------------------------------------------------
@@ -158,6 +213,8 @@ class Repository:
     def load_object(self, kind: str, object_id: bytes) -> bytes:
         name = f"{kind}/{object_id.hex()}"
         data = self.storage.get(name)
+        if storage_id(data) != object_id and self.distrust(name):
+            data = self.storage.get(name)
         if storage_id(data) != object_id:
             raise IntegrityError(f"{name} does not match its id: it was corrupted or tampered with")
         payload = crypto.open_object(self._enc_key, data, _AAD[kind], name)
@@ -206,6 +263,7 @@ class Repository:
                     ) from None
                 failed.append((index_id, err))
         superseded = {old for obj in objects.values() for old in obj.supersedes}
+        self.superseded |= superseded
         for index_id, obj in objects.items():
             if index_id in superseded:
                 self.index.loaded_index_ids.add(index_id)
@@ -233,6 +291,14 @@ class Repository:
         return written
 
     def read_pack_header(self, pack_id: bytes, size: int) -> tuple[bytes, list[PackedBlob]]:
+        try:
+            return self._read_pack_header(pack_id, size)
+        except (IntegrityError, FormatError):
+            if not self.distrust(pack_name(pack_id)):
+                raise
+            return self._read_pack_header(pack_id, self.storage.stat(pack_name(pack_id)).size)
+
+    def _read_pack_header(self, pack_id: bytes, size: int) -> tuple[bytes, list[PackedBlob]]:
         name = pack_name(pack_id)
         trailer = self.storage.get(name, max(0, size - TRAILER_SIZE), TRAILER_SIZE)
         n = min(size, tail_length(trailer))
@@ -292,16 +358,21 @@ class Repository:
         if loc is None:
             raise IntegrityError(f"blob {bid.hex()[:12]} is not in the index: data is missing")
         name = pack_name(loc.pack_id)
-        sealed = self.storage.get(name, loc.offset, loc.length)
-        data = open_blob(
-            Sealer(self._enc_key, loc.pack_salt),
-            loc.as_packed(bid),
-            sealed,
-            f"blob {bid.hex()[:12]} in {name}",
-        )
-        if self.blob_id(data) != bid:
-            raise IntegrityError(f"blob {bid.hex()[:12]} in {name} does not match its id")
-        return bytes(data)  # bytes already without a scratch buffer: no copy
+        what = f"blob {bid.hex()[:12]} in {name}"
+        for attempt in range(2):
+            sealed = self.storage.get(name, loc.offset, loc.length)
+            try:
+                data = open_blob(
+                    Sealer(self._enc_key, loc.pack_salt), loc.as_packed(bid), sealed, what
+                )
+                if self.blob_id(data) != bid:
+                    raise IntegrityError(f"{what} does not match its id")
+            except (IntegrityError, FormatError):
+                if attempt or not self.distrust(name):
+                    raise
+                continue  # an immutable repository reads an intact older version
+            return bytes(data)  # bytes already without a scratch buffer: no copy
+        raise AssertionError("unreachable")
 
     def read_pack_blobs(
         self,
@@ -326,7 +397,32 @@ class Repository:
             for b in blobs:
                 yield b, err
             return
-        yield from self.read_pack_blobs_from(data, pack_id, salt, blobs, base=start, scratch=scratch)
+        failed: list[tuple[PackedBlob, SeawallError]] = []
+        for b, result in self.read_pack_blobs_from(
+            data, pack_id, salt, blobs, base=start, scratch=scratch
+        ):
+            if self.view is not None and isinstance(result, IntegrityError | FormatError):
+                failed.append((b, result))  # perhaps overwritten: see below
+            else:
+                yield b, result
+        if not failed:
+            return
+        if not self.distrust(name):
+            yield from failed
+            return
+        # An immutable repository whose pack was overwritten: read the intact version.
+        again = sorted((b for b, _err in failed), key=lambda b: b.offset)
+        start = again[0].offset
+        end = max(b.offset + b.length for b in again)
+        try:
+            data = self.storage.get(name, start, end - start)
+        except SeawallError as err:
+            for b in again:
+                yield b, err
+            return
+        yield from self.read_pack_blobs_from(
+            data, pack_id, salt, again, base=start, scratch=scratch
+        )
 
     def read_pack_blobs_from(
         self,

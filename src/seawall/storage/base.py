@@ -27,7 +27,9 @@ class Capabilities:
 
     #: put(if_absent=True) is atomic: two writers racing on one name cannot both win.
     conditional_write: bool = False
-    #: objects can be given a retention date before which they cannot be deleted.
+    #: objects can be given a retention date before which they cannot be deleted, and
+    #: older versions stay readable: the store also implements RetentionStorage and
+    #: VersionedStorage (storage/retention.py).
     object_lock: bool = False
     #: a listing shows every object whose put() has returned.
     consistent_list: bool = True

@@ -12,8 +12,8 @@ Invariants:
   (``conditional_writes=False``) it is a stat then a put, and
   :meth:`capabilities` says it is not atomic.
 - Every write goes through :meth:`S3Storage._write`, which adds
-  ``put_args(name)`` (for example Object Lock retention headers) to both the
-  single-request and the multipart path.
+  ``put_args(name)`` and the write retention of Object Lock (s3_lock.py) to
+  both the single-request and the multipart path.
 - botocore and boto3 exceptions never leave this module: :func:`_translate`
   turns them into seawall errors. Throttling, server errors and lost
   connections are ``transient``; messages name the bucket and the key, never
@@ -52,6 +52,7 @@ from botocore.exceptions import (
 
 from seawall.errors import ObjectExists, ObjectNotFound, StorageError
 from seawall.storage.base import Capabilities, ObjectInfo, check_name
+from seawall.storage.s3_lock import S3ObjectLock
 
 MiB = 1024 * 1024
 #: Objects at least this large are sent as a multipart upload.
@@ -131,7 +132,7 @@ def _client_error_code(err: ClientError) -> tuple[str, int]:
     return str(error.get("Code", "")), int(status or 0)
 
 
-class S3Storage:
+class S3Storage(S3ObjectLock):
     """A Storage on ``bucket`` under ``prefix`` (``""`` for the whole bucket).
 
     ``endpoint_url`` and ``region`` default to boto3's own settings
@@ -299,7 +300,11 @@ class S3Storage:
             raise self._translate(err, "delete", name) from None
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(conditional_write=self._conditional, consistent_list=True)
+        return Capabilities(
+            conditional_write=self._conditional,
+            consistent_list=True,
+            object_lock=self.object_lock_enabled(),
+        )
 
     def close(self) -> None:
         with self._executor_lock:
@@ -314,9 +319,11 @@ class S3Storage:
     def _write(self, name: str, key: str, data: bytes, *, if_absent: bool) -> None:
         """The one place objects are written: a PutObject, or a multipart upload."""
         extra = dict(self._put_args(name)) if self._put_args is not None else {}
+        extra.update(self._lock_args(name))  # Object Lock retention (s3_lock.py)
         try:
             if len(data) >= self._threshold and len(data) > self._part_size:
                 self._multipart(key, data, extra, if_absent=if_absent)
+                self._after_multipart(name, key, extra)
             else:
                 body = data if isinstance(data, bytes) else bytes(data)
                 args = {"Bucket": self.bucket, "Key": key, "Body": body, **extra}

@@ -152,11 +152,25 @@ def open_repo() -> Repository:
     from seawall.repository.keys import unlock
 
     storage = open_repo_storage()
+    notes: list[str] = []
     with ThreadPoolExecutor(1, thread_name_prefix="unlock") as pool:
-        unlocking = pool.submit(unlock, storage, read_password())
+        unlocking = pool.submit(unlock, storage, read_password(), notes)
         from seawall.repository.repo import Repository
 
-        return Repository(storage, *unlocking.result())
+        repo = Repository(storage, *unlocking.result())
+    repo.notes[:0] = notes
+    # Warnings the repository collected (e.g. data read from an older retained
+    # version), shown once the command is done, whether it failed or not.
+    click.get_current_context().call_on_close(lambda: _show_warnings(repo))
+    return repo
+
+
+def _show_warnings(repo: Repository) -> None:
+    warnings = repo.warnings
+    for message in warnings[:20]:
+        warn(message)
+    if len(warnings) > 20:
+        warn(f"... and {len(warnings) - 20} more like these")
 
 
 def emit_json(data: Any) -> None:

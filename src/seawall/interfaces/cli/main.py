@@ -15,7 +15,7 @@ import click
 from seawall import __version__
 from seawall.engine.memory import tune_allocator
 from seawall.errors import SeawallError
-from seawall.interfaces.cli import copy_cmds, data_cmds, repo_cmds, server_cmds
+from seawall.interfaces.cli import copy_cmds, data_cmds, immutable_cmds, repo_cmds, server_cmds
 from seawall.interfaces.cli.common import S3_ENDPOINT_HELP, Settings, echo_err
 
 PARTIAL_BACKUP = 3
@@ -74,6 +74,7 @@ for command in (
     *server_cmds.COMMANDS,
 ):
     cli.add_command(command)
+repo_cmds.repair.add_command(immutable_cmds.repair_versions_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

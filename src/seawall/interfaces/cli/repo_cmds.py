@@ -44,7 +44,25 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
     help="Label the repository with a region or jurisdiction (e.g. eu, us): snapshots "
     "with a residency rule are only stored in a repository of their region.",
 )
-def init(region: str) -> None:
+@click.option(
+    "--immutable",
+    "immutable_days",
+    type=click.IntRange(min=1),
+    metavar="DAYS",
+    default=None,
+    help="Make the repository immutable: every object but locks is written with an S3 "
+    "Object Lock retention of DAYS days, extended while snapshots need it (the bucket must "
+    "have Object Lock enabled).",
+)
+@click.option(
+    "--lock-mode",
+    type=click.Choice(["governance", "compliance"]),
+    default="governance",
+    show_default=True,
+    help="Object Lock mode for --immutable: in compliance mode nobody, not even the "
+    "bucket's owner, can delete a retained object.",
+)
+def init(region: str, immutable_days: int | None, lock_mode: str) -> None:
     """Create a new, empty repository at --repo.
 
     The password is asked twice on a terminal, or read from
@@ -52,11 +70,26 @@ def init(region: str) -> None:
     password of a repository means losing its data: keep one somewhere safe.
     """
     storage = open_repo_storage()
+    from seawall.repository.config import Immutability
     from seawall.repository.repo import Repository
 
-    repo = Repository.init(storage, read_password(confirm=True), region=region)
+    if immutable_days is None and lock_mode != "governance":
+        raise UsageError("--lock-mode goes with --immutable DAYS")
+    immutability = Immutability(immutable_days, lock_mode) if immutable_days else None
+    if immutability is not None:  # refuse before asking for a password
+        from seawall.repository.versions import require_object_lock
+
+        require_object_lock(storage, immutability)
+    repo = Repository.init(
+        storage, read_password(confirm=True), region=region, immutability=immutability
+    )
     labelled = f" (region {repo.config.region})" if repo.config.region else ""
     info(f"created seawall repository {repo.config.id[:10]} at {storage.location}{labelled}")
+    if immutability is not None:
+        info(
+            f"immutable: every object but locks is retained {plural(immutability.days, 'day')} "
+            f"(Object Lock, {immutability.mode} mode), and longer while snapshots need it"
+        )
 
 
 @click.group()
@@ -264,15 +297,15 @@ def forget_cmd(
 
     report: dict[str, Any] = {}
     if snapshot_ids:
-        removed = (
-            forget_ids(repo, list(snapshot_ids))
-            if not dry_run
-            else [repo.resolve_snapshot(s) for s in snapshot_ids]
-        )
-        report["removed"] = [s.id.hex() for s in removed]
+        named = forget_ids(repo, list(snapshot_ids), dry_run=dry_run)
+        report["removed"] = [s.id.hex() for s in named.remove]
+        if named.retained:
+            report["retained"] = {sid.hex(): d.isoformat() for sid, d in named.retained.items()}
         if not as_json:
-            for s in removed:
+            for s in named.remove:
                 info(f"{'would remove' if dry_run else 'removed'} snapshot {s.short_id}")
+            for s in named.keep:
+                info(f"kept snapshot {s.short_id}: {', '.join(named.reasons.get(s.id, []))}")
     else:
         policy = KeepPolicy(
             keep_last,
@@ -293,6 +326,7 @@ def forget_cmd(
                     for s in g.keep
                 ],
                 "remove": [{"id": s.id.hex(), "time": s.time} for s in g.remove],
+                "retained": {sid.hex(): d.isoformat() for sid, d in g.retained.items()},
             }
             for g in groups
         ]
@@ -348,6 +382,17 @@ def _run_prune(repo: Repository, *, dry_run: bool, as_json: bool) -> PruneResult
                 f"freed {human_bytes(r.bytes_freed)}: deleted {packs}, "
                 f"repacked {r.packs_repacked} into {r.packs_written}, removed {unused}"
             )
+        if r.retained:
+            info(
+                f"{'would keep' if dry_run else 'kept'} {plural(len(r.retained), 'object')} "
+                "under retention (immutable repository); a prune after these dates removes them:"
+            )
+            for name, until in sorted(r.retained.items(), key=lambda kv: kv[1])[:20]:
+                info(f"  {name}  retained until {until}")
+            if len(r.retained) > 20:
+                info(f"  ... and {len(r.retained) - 20} more")
+        if r.retention_extended:
+            info(f"extended the retention of {plural(r.retention_extended, 'object')} in use")
     return result
 
 
@@ -365,14 +410,18 @@ def stats_cmd(as_json: bool) -> None:
     from seawall.operations.inspect import stats
 
     s = stats(repo)
+    im = repo.config.immutability
     if as_json:
         emit_json(
             s.__dict__
             | {"dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio}
             | {"region": repo.config.region}
+            | {"immutability": im.to_json() if im else None}
         )
         return
     click.echo(f"Region:         {repo.config.region or '(unlabelled)'}")
+    if im is not None:
+        click.echo(f"Immutable:      {plural(im.days, 'day')} of Object Lock ({im.mode} mode)")
     click.echo(f"Snapshots:      {s.snapshots}")
     click.echo(f"Restore size:   {human_bytes(s.restore_bytes)} in {plural(s.files, 'file')}")
     click.echo(f"Unique data:    {human_bytes(s.raw_bytes)} in {plural(s.blobs, 'blob')}")
