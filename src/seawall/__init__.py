@@ -24,6 +24,7 @@ _EXPORTS = {
     "CopyResult": "seawall.operations.copy",
     "DamagedSnapshot": "seawall.errors",
     "FormatError": "seawall.errors",
+    "Immutability": "seawall.repository.config",
     "IntegrityError": "seawall.errors",
     "KdfParams": "seawall.repository.keys",
     "KeepPolicy": "seawall.operations.forget",
@@ -61,6 +62,8 @@ _EXPORTS = {
     "open_storage": "seawall.storage",
     "prune": "seawall.operations.prune",
     "remove_locks": "seawall.repository.lock",
+    "repair_index": "seawall.operations.repair",
+    "repair_versions": "seawall.operations.versions",
     "restore": "seawall.operations.restore",
     "stats": "seawall.operations.inspect",
 }
@@ -91,7 +94,10 @@ if TYPE_CHECKING:
     from seawall.operations.forget import KeepPolicy, apply_policy, forget, forget_ids
     from seawall.operations.inspect import Change, RepoStats, diff, ls, stats
     from seawall.operations.prune import PruneResult, prune
+    from seawall.operations.repair import repair_index
     from seawall.operations.restore import RestoreResult, restore
+    from seawall.operations.versions import repair_versions
+    from seawall.repository.config import Immutability
     from seawall.repository.keys import KdfParams
     from seawall.repository.lock import remove_locks
     from seawall.repository.repo import Repository
@@ -116,6 +122,7 @@ __all__ = [
     "CopyResult",
     "DamagedSnapshot",
     "FormatError",
+    "Immutability",
     "IntegrityError",
     "KdfParams",
     "KeepPolicy",
@@ -154,6 +161,8 @@ __all__ = [
     "open_storage",
     "prune",
     "remove_locks",
+    "repair_index",
+    "repair_versions",
     "restore",
     "stats",
 ]
