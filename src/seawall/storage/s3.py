@@ -52,7 +52,7 @@ from botocore.exceptions import (
 
 from seawall.errors import ObjectExists, ObjectNotFound, StorageError
 from seawall.storage.base import Capabilities, ObjectInfo, check_name
-from seawall.storage.s3_lock import S3ObjectLock
+from seawall.storage.s3_lock import S3ObjectLock, client_error_code
 
 MiB = 1024 * 1024
 #: Objects at least this large are sent as a multipart upload.
@@ -124,12 +124,6 @@ def _new_session() -> Any:
     core = botocore.session.Session()
     core.register_component("data_loader", loader)
     return boto3.session.Session(botocore_session=core)
-
-
-def _client_error_code(err: ClientError) -> tuple[str, int]:
-    error = err.response.get("Error", {})
-    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return str(error.get("Code", "")), int(status or 0)
 
 
 class S3Storage(S3ObjectLock):
@@ -241,25 +235,8 @@ class S3Storage(S3ObjectLock):
         if length == 0:
             self.stat(name)  # a missing object must still raise ObjectNotFound
             return b""
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if length is not None:
-            args["Range"] = f"bytes={offset}-{offset + length - 1}"
-        elif offset:
-            args["Range"] = f"bytes={offset}-"
         try:
-            response = self.client.get_object(**args)
-            body = response["Body"]
-            try:
-                # read() checks the length against Content-Length (IncompleteReadError).
-                data: bytes = body.read()
-            finally:
-                body.close()
-            return data
-        except ClientError as err:
-            code, status = _client_error_code(err)
-            if "Range" in args and (code == "InvalidRange" or status == 416):
-                return b""  # the object exists, and the range starts at or past its end
-            raise self._translate(err, "read", name) from None
+            return self._get_object({"Bucket": self.bucket, "Key": key}, offset, length)
         except Exception as err:
             raise self._translate(err, "read", name) from None
 
@@ -334,7 +311,7 @@ class S3Storage(S3ObjectLock):
             raise
         except Exception as err:
             if if_absent and isinstance(err, ClientError):
-                code, status = _client_error_code(err)
+                code, status = client_error_code(err)
                 if code == "PreconditionFailed" or status == 412:
                     raise ObjectExists(f"object {name} already exists") from None
             raise self._translate(err, "write", name) from None
@@ -401,7 +378,7 @@ class S3Storage(S3ObjectLock):
         if isinstance(err, StorageError):
             return err
         if isinstance(err, ClientError):
-            code, status = _client_error_code(err)
+            code, status = client_error_code(err)
             message = str(err.response.get("Error", {}).get("Message", ""))[:200]
             detail = f"{code or status}" + (f": {message}" if message else "")
             if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):

@@ -39,7 +39,8 @@ _NO_LOCK_CODES = frozenset(
 _NO_VERSION_CODES = frozenset({"NoSuchVersion", "MethodNotAllowed", "InvalidArgument", "405"})
 
 
-def _code(err: ClientError) -> tuple[str, int]:
+def client_error_code(err: ClientError) -> tuple[str, int]:
+    """The S3 error code and HTTP status of a botocore ClientError."""
     error = err.response.get("Error", {})
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return str(error.get("Code", "")), int(status or 0)
@@ -47,6 +48,30 @@ def _code(err: ClientError) -> tuple[str, int]:
 
 class S3ObjectLock:
     """Object Lock and versions for S3Storage (see the module docstring)."""
+
+    def _get_object(self, args: dict[str, Any], offset: int, length: int | None) -> bytes:
+        """GetObject, ranged when asked; b"" for a range at or past the end.
+
+        Other ClientErrors propagate for the caller to translate.
+        """
+        if length is not None:
+            args["Range"] = f"bytes={offset}-{offset + length - 1}"
+        elif offset:
+            args["Range"] = f"bytes={offset}-"
+        try:
+            response = self.client.get_object(**args)
+        except ClientError as err:
+            code, status = client_error_code(err)
+            if "Range" in args and (code == "InvalidRange" or status == 416):
+                return b""  # the object exists, and the range starts at or past its end
+            raise
+        body = response["Body"]
+        try:
+            # read() checks the length against Content-Length (IncompleteReadError).
+            data: bytes = body.read()
+        finally:
+            body.close()
+        return data
 
     # Provided by S3Storage.
     bucket: str
@@ -74,7 +99,7 @@ class S3ObjectLock:
             try:
                 answer = self.client.get_object_lock_configuration(Bucket=self.bucket)
             except ClientError as err:
-                code, status = _code(err)
+                code, status = client_error_code(err)
                 if code not in _NO_LOCK_CODES and status not in (403, 404, 501):
                     raise self._translate(
                         err, "read the Object Lock configuration of", "/"
@@ -122,7 +147,7 @@ class S3ObjectLock:
         try:
             head = self.client.head_object(**args)
         except ClientError as err:
-            if _code(err)[0] in _NO_VERSION_CODES or _code(err)[1] == 405:
+            if client_error_code(err)[0] in _NO_VERSION_CODES or client_error_code(err)[1] == 405:
                 raise ObjectNotFound(f"object {name} has no version {version_id}") from None
             raise self._translate(err, "read the retention of", name) from None
         except Exception as err:
@@ -182,22 +207,10 @@ class S3ObjectLock:
         if length == 0:
             self.retention(name, version_id)  # raises ObjectNotFound for a missing version
             return b""
-        if length is not None:
-            args["Range"] = f"bytes={offset}-{offset + length - 1}"
-        elif offset:
-            args["Range"] = f"bytes={offset}-"
         try:
-            response = self.client.get_object(**args)
-            body = response["Body"]
-            try:
-                data: bytes = body.read()
-            finally:
-                body.close()
-            return data
+            return self._get_object(args, offset, length)
         except ClientError as err:
-            code, status = _code(err)
-            if "Range" in args and (code == "InvalidRange" or status == 416):
-                return b""
+            code, status = client_error_code(err)
             if code in _NO_VERSION_CODES or status == 405:
                 raise ObjectNotFound(f"object {name} has no version {version_id}") from None
             raise self._translate(err, "read", f"{name} (version {version_id})") from None
@@ -225,7 +238,7 @@ class S3ObjectLock:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.key(name), VersionId=version_id)
         except ClientError as err:
-            code, status = _code(err)
+            code, status = client_error_code(err)
             if code == "AccessDenied" or status == 403:
                 # Object Lock answers AccessDenied too: tell the two apart.
                 try:
