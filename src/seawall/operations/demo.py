@@ -71,7 +71,7 @@ class DemoReport:
             )
             out.extend(f"  differs: {m}" for m in self.mismatches[:20])
             out.extend(f"  check: {e}" for e in self.check_errors[:20])
-        out.append(f"workdir: {self.workdir}")
+        out.append(f"workdir: {self.workdir}" + ("" if self.workdir.exists() else " (removed)"))
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -289,13 +289,13 @@ def run_demo(
         step("init repository", init)
         step("backup", first_backup)
         step("fine-tune + backup again", second_backup)
-        disaster = time.perf_counter()
 
         def destroy() -> str:
             shutil.rmtree(workspace)
             return "workspace is gone"
 
         step("DISASTER: delete workspace", destroy)
+        disaster = time.perf_counter()  # recovery time counts from here
 
         def do_restore() -> str:
             repo = Repository.open(storage, password)
