@@ -97,7 +97,7 @@ def test_copy_without_target_or_its_password_is_a_usage_error(
     dst = init_target(tmp_path / "target")
     assert_clean_error(src.run("copy", "--to", dst.path), 2, "SEAWALL_TO_PASSWORD")
     wrong = src.run("copy", "--to", dst.path, env=src.env | {"SEAWALL_TO_PASSWORD": "nope"})
-    assert_clean_error(wrong, 12)
+    assert_clean_error(wrong, 12, "target repository", "SEAWALL_TO_PASSWORD")
 
 
 def test_residency_is_enforced_and_the_rest_is_copied(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 import click
 
 from seawall.engine.progress import Progress
-from seawall.errors import DamagedSnapshot, ResidencyViolation, UsageError
+from seawall.errors import DamagedSnapshot, ResidencyViolation, UsageError, WrongPassword
 from seawall.storage import open_storage
 
 from .common import (
@@ -56,7 +56,13 @@ def _open_target(location: str, password_file: str | None, s3_endpoint: str | No
     from seawall.repository.repo import Repository
 
     storage = open_storage(location, s3_endpoint=s3_endpoint or settings().s3_endpoint)
-    return Repository.open(storage, _target_password(password_file))
+    try:
+        return Repository.open(storage, _target_password(password_file))
+    except WrongPassword:
+        raise WrongPassword(
+            f"no key of the target repository at {storage.location} opens with that password; "
+            "check SEAWALL_TO_PASSWORD / SEAWALL_TO_PASSWORD_FILE / --to-password-file"
+        ) from None
 
 
 @click.command("copy", short_help="Copy snapshots into another repository.")
