@@ -435,7 +435,7 @@ def repair() -> None:
     """Repair a damaged repository."""
 
 
-@repair.command("index")
+@repair.command("index", short_help="Rebuild the index from the pack files.")
 @repo_options
 @json_option
 def repair_index_cmd(as_json: bool) -> None:
