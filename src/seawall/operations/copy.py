@@ -250,6 +250,7 @@ class _Copier:
         self.dst = dst
         self.progress = progress
         self.workers = max(1, workers)
+        self._scratch = threading.local()  # one decryption buffer per worker thread
         self.writer: BlobWriter = dst.writer()
         #: source data blob id -> target id (32 bytes) || BLAKE3 of the plaintext (32 bytes)
         self.data_map: dict[bytes, bytes] = {}
@@ -265,6 +266,14 @@ class _Copier:
 
     def close(self) -> None:
         self.writer.close()
+
+    def _buffer(self, repo: Repository) -> bytearray:
+        """This thread's decryption buffer, large enough for any chunk of ``repo``."""
+        size = repo.config.chunker.max_size + 1
+        buf: bytearray | None = getattr(self._scratch, "buf", None)
+        if buf is None or len(buf) < size:
+            buf = self._scratch.buf = bytearray(size)
+        return buf
 
     # --- one snapshot ----------------------------------------------------------------------
 
@@ -402,7 +411,9 @@ class _Copier:
         def one_pack(item: tuple[tuple[bytes, bytes], list[PackedBlob]]) -> None:
             (pack_id, salt), blobs = item
             self.progress.check_cancelled()
-            for blob, plain in self.src.read_pack_blobs(pack_id, salt, blobs):
+            # Plaintexts are views of the thread's buffer: used (hashed and packed) at once.
+            scratch = self._buffer(self.src)
+            for blob, plain in self.src.read_pack_blobs(pack_id, salt, blobs, scratch=scratch):
                 if isinstance(plain, SeawallError):
                     _check_store_error(plain)
                     with self._lock:
@@ -509,7 +520,8 @@ class _Copier:
         def one_pack(item: tuple[tuple[bytes, bytes], list[PackedBlob]]) -> int:
             (pack_id, salt), blobs = item
             nbytes = 0
-            for blob, plain in self.dst.read_pack_blobs(pack_id, salt, blobs):
+            scratch = self._buffer(self.dst)
+            for blob, plain in self.dst.read_pack_blobs(pack_id, salt, blobs, scratch=scratch):
                 if isinstance(plain, SeawallError):
                     _check_store_error(plain)
                     raise fail(f"blob {blob.id.hex()[:12]} cannot be read back: {plain}")
