@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from .conftest import PASSWORD, Populated, Repo, base_env, copy_repo, read_tree, run_in_pty
 
-pytestmark = pytest.mark.skipif(
-    not Path("/usr/bin/setsid").exists() and not Path("/bin/setsid").exists(),
-    reason="needs setsid(1) to give the command a controlling terminal",
-)
+
+@pytest.fixture(autouse=True)
+def _setsid_present() -> None:
+    if not shutil.which("setsid"):
+        pytest.fail("setsid(1) from util-linux is needed to give seawall a controlling terminal")
+
 
 ASK = "enter repository password:"
 AGAIN = "enter repository password again:"
