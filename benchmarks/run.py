@@ -540,16 +540,23 @@ def metadata(args: argparse.Namespace, tools: list[Tool], stats: dict[str, int])
 # --- entry point -------------------------------------------------------------------------
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="corpus size; 1.0 is about 3 GB")
+def argument_parser(
+    doc: str, *, scale: float, tools: tuple[str, ...], out: Path
+) -> argparse.ArgumentParser:
+    """The options every benchmark script takes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=scale, help="corpus size; 1.0 is about 3 GB")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are reported")
-    parser.add_argument("--only", default=",".join(TOOL_ORDER), help="comma-separated tools")
+    parser.add_argument("--only", default=",".join(tools), help="comma-separated tools")
     parser.add_argument("--seawall", default=default_seawall(), help="seawall executable")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output")
+    parser.add_argument("--out", type=Path, default=out, help="JSON output")
     parser.add_argument("--workdir", type=Path, help="reused between runs (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep repositories and restores")
-    return parser.parse_args()
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    return argument_parser(__doc__, scale=1.0, tools=TOOL_ORDER, out=DEFAULT_OUT).parse_args()
 
 
 def main() -> int:

@@ -38,8 +38,8 @@ from run import (
     BenchmarkError,
     Tool,
     _table,
+    argument_parser,
     clean_environ,
-    default_seawall,
     make_tools,
     medians,
     metadata,
@@ -303,15 +303,7 @@ def markdown(med: dict[str, dict[str, dict[str, float]]], rat: dict[str, dict[st
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", type=float, default=0.1, help="corpus size; 1.0 is about 3 GB")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are reported")
-    parser.add_argument("--only", default=",".join(TOOLS), help="comma-separated tools")
-    parser.add_argument("--seawall", default=default_seawall(), help="seawall executable")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output")
-    parser.add_argument("--workdir", type=Path, help="reused between runs (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep repositories and restores")
-    return parser.parse_args()
+    return argument_parser(__doc__, scale=0.1, tools=TOOLS, out=DEFAULT_OUT).parse_args()
 
 
 def main() -> int:

@@ -271,7 +271,7 @@ def test_pack_reads_through_repository() -> None:
     storage.put(PACK["name"], pack)
     repo = vector_repo(storage)
     salt, blobs = repo.read_pack_header(pack_id, len(pack))
-    assert repo.index_orphan_packs() == 1  # recovery without an index: from the tail alone
+    assert repo.sync_index_with_packs() == 1  # recovery without an index: from the tail alone
     for rec in PACK["blobs"]:
         assert repo.load_blob(h(rec["id_hex"])).hex() == rec["plaintext_hex"]
     got = {b.id: plain for b, plain in repo.read_pack_blobs(pack_id, salt, blobs)}
@@ -917,7 +917,7 @@ def test_frozen_v1_restores_without_its_index(frozen_copy: Path, tmp_path: Path)
         obj.unlink()
     repo = Repository.open(LocalStorage(frozen_copy), MANIFEST["password"])
     repo.load_index()
-    assert repo.index_orphan_packs() == len(list((frozen_copy / "data").rglob("*/*")))
+    assert repo.sync_index_with_packs() == len(list((frozen_copy / "data").rglob("*/*")))
     snap = repo.list_snapshots()[-1]
     restore(repo, snap, tmp_path / "out")
     _assert_restored(tmp_path / "out", MANIFEST["snapshots"][-1])

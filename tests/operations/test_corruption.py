@@ -22,7 +22,7 @@ from seawall.operations.restore import restore
 from seawall.repository.repo import Repository
 from seawall.repository.snapshot import FILE, Snapshot
 from seawall.storage import LocalStorage, MemoryStorage
-from tests.conftest import FAST_KDF, PASSWORD, SMALL_CHUNKS, SMALL_PACK, make_files, tree_digest
+from tests.conftest import PASSWORD, make_files, tree_digest
 from tests.operations.helpers import (
     Entry,
     corrupt_blob,
@@ -329,17 +329,13 @@ def test_unreadable_source_files(local_repo: tuple[Path, Repository], tmp_path: 
     assert tree_state(restored_path(tmp_path / "out", src), meta=False) == expected
 
 
-def test_repair_index_rebuilds_a_damaged_index_from_pack_headers(tmp_path: Path) -> None:
+def test_repair_index_rebuilds_a_damaged_index_from_pack_headers(
+    local_repo: tuple[Path, Repository], tmp_path: Path
+) -> None:
     """A corrupted index makes the repository unusable until `repair index`
     rebuilds it from the pack tails; afterwards everything restores."""
     src = make_files(tmp_path / "src", {f"d/f{i}.bin": os.urandom(50_000) for i in range(8)})
-    repo = Repository.init(
-        LocalStorage(tmp_path / "repo"),
-        PASSWORD,
-        kdf=FAST_KDF,
-        chunker=SMALL_CHUNKS,
-        pack_size=SMALL_PACK,
-    )
+    _path, repo = local_repo
     backup(repo, [src])
     for info in list(repo.storage.list("index/")):
         data = bytearray(repo.storage.get(info.name))
@@ -355,18 +351,14 @@ def test_repair_index_rebuilds_a_damaged_index_from_pack_headers(tmp_path: Path)
     assert tree_digest(tmp_path / "out" / src.relative_to("/")) == tree_digest(src)
 
 
-def test_backup_after_a_pack_is_lost_stores_its_data_again(tmp_path: Path) -> None:
+def test_backup_after_a_pack_is_lost_stores_its_data_again(
+    local_repo: tuple[Path, Repository], tmp_path: Path
+) -> None:
     """Nothing new may deduplicate against data that is gone: after a pack is
     lost, the next backup re-uploads what it held and re-indexes it, which
     heals the older snapshots that used the same chunks too."""
     src = make_files(tmp_path / "src", {f"f{i}.bin": os.urandom(40_000) for i in range(6)})
-    repo = Repository.init(
-        LocalStorage(tmp_path / "repo"),
-        PASSWORD,
-        kdf=FAST_KDF,
-        chunker=SMALL_CHUNKS,
-        pack_size=SMALL_PACK,
-    )
+    _path, repo = local_repo
     first = backup(repo, [src]).snapshot
     data_packs = [i.name for i in repo.storage.list("data/") if i.size > 10_000]
     repo.storage.delete(data_packs[0])

@@ -84,7 +84,7 @@ def backup(
     str_paths = [str(p) for p in resolved]
     with Lock(repo, exclusive=False):
         repo.load_index()
-        repo.index_orphan_packs()
+        repo.sync_index_with_packs()
         if parent is None and use_parent:
             parent = find_parent(repo, str_paths, hostname)
         done = threading.Event()

@@ -183,7 +183,7 @@ def copy(
     with Lock(src, exclusive=False), Lock(dst, exclusive=False):
         src.load_index()
         dst.load_index()
-        dst.index_orphan_packs()  # packs of a killed copy: their blobs are not uploaded again
+        dst.sync_index_with_packs()  # packs of a killed copy: their blobs are not uploaded again
         every = src.list_snapshots()
         if snapshots:
             chosen = {s.id: s for s in (src.resolve_snapshot(n) for n in snapshots)}

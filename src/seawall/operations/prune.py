@@ -114,7 +114,7 @@ def prune(
         repo.load_index(strict=True)
         progress.start("prune: find used data")
         used = used_blobs(repo, progress)  # raises, changing nothing, if a snapshot is unreadable
-        repo.index_orphan_packs()
+        repo.sync_index_with_packs()
         entries = repo.index.entries()
         packs = repo.index.packs()
         in_use = member_of(entries["id"], used)

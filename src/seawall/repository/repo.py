@@ -304,7 +304,7 @@ class Repository:
         n = min(size, tail_length(trailer))
         return parse_tail(self._enc_key, self.storage.get(name, size - n, n), size)
 
-    def index_orphan_packs(self) -> int:
+    def sync_index_with_packs(self) -> int:
         """Reconcile the loaded index with the packs that exist; before writing.
 
         - Packs that exist but no index names (left by a killed backup) are
