@@ -12,15 +12,18 @@ not read again: its content list is reused (the "files cache").
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeGuard
+from typing import Any, BinaryIO, TypeGuard
 
 from seawall.engine.progress import Progress
 from seawall.engine.trees import load_tree
@@ -45,6 +48,30 @@ class ArchiveStats:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     #: things the user should know that lost nothing (changed while read, skipped specials)
     notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PathEntry:
+    """A file or directory tree on disk, stored at ``dest`` (a relative POSIX path)."""
+
+    dest: str
+    source: Path
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """A file whose bytes come from a stream (a dump, a generated manifest), at ``dest``.
+
+    ``open`` is called once, when the archiver gets to it, so a source can
+    start its dump process lazily; the stream is read in chunks, never whole.
+    """
+
+    dest: str
+    open: Callable[[], AbstractContextManager[BinaryIO]]
+    mode: int = 0o600
+
+
+Entry = PathEntry | StreamEntry
 
 
 class Excluder:
@@ -156,6 +183,63 @@ class Archiver:
                 else:
                     level = level.setdefault(part, {})
         return self._save_virtual("/", virtual, parent_tree).resolve()
+
+    def archive_entries(self, entries: list[Entry], parent_tree: bytes | None) -> bytes:
+        """Store ``entries`` as one tree rooted at the entries' common root; return its id.
+
+        Directories that no entry names itself (``a`` for ``a/b.sql``) get
+        owner-only permissions. ``parent_tree`` (the same asset's previous
+        tree) lets unchanged files on disk be reused without reading them.
+        """
+        root: dict[str, Any] = {}
+        for entry in entries:
+            parts = [p for p in entry.dest.split("/") if p]
+            if not parts or any(p in (".", "..") for p in parts):
+                raise SeawallError(f"invalid entry path {entry.dest!r}")
+            level = root
+            for part in parts[:-1]:
+                level = level.setdefault(part, {})
+                if not isinstance(level, dict):
+                    raise SeawallError(f"entry {entry.dest!r} is below a file entry")
+            if parts[-1] in level:
+                raise SeawallError(f"two entries at {entry.dest!r}")
+            level[parts[-1]] = entry
+        return self._save_entries(root, parent_tree).resolve()
+
+    def _save_entries(self, level: dict[str, Any], parent_tree: bytes | None) -> _Tree:
+        parent = self._parent_nodes(parent_tree)
+        items: list[_Pending] = []
+        for name, sub in sorted(level.items()):
+            pnode = parent.get(os.fsencode(name))
+            item: _Pending | None
+            if isinstance(sub, dict):
+                tree = self._save_entries(sub, pnode.subtree if pnode else None)
+                item = _Pending(_synthetic_node(name, DIR, 0o700), tree=tree)
+            elif isinstance(sub, PathEntry):
+                item = self._save_path(str(sub.source), pnode)
+                if item is not None:
+                    item.node = dataclasses.replace(item.node, name=os.fsencode(name))
+            else:
+                item = self._save_stream(name, sub)
+            if item is not None:
+                items.append(item)
+        tree = _Tree(self.writer, items, None)
+        self._deferred.append(tree)
+        return tree
+
+    def _save_stream(self, name: str, entry: StreamEntry) -> _Pending:
+        node = _synthetic_node(name, FILE, entry.mode)
+        futures: list[Future[bytes]] = []
+        with entry.open() as stream:
+            for view in self._chunker.stream(stream):
+                self.progress.check_cancelled()
+                futures.append(self._submit(bytes(view)))
+                node.size += len(view)
+        self.stats.files_new += 1
+        self.stats.bytes_read += node.size
+        self.stats.bytes_total += node.size
+        self.progress.add(files=1)
+        return _Pending(node, futures)
 
     def _save_virtual(self, prefix: str, vtree: dict, parent_tree: bytes | None) -> _Tree:  # type: ignore[type-arg]
         parent = self._parent_nodes(parent_tree)
@@ -359,6 +443,18 @@ def _same_meta(node: Node, st: os.stat_result) -> bool:
         st.st_mtime_ns,
         st.st_uid,
         st.st_gid,
+    )
+
+
+def _synthetic_node(name: str, kind: str, mode: int) -> Node:
+    """A node for something that is not on disk: owned by us, timed now."""
+    return Node(
+        name=os.fsencode(name),
+        type=kind,
+        mode=mode,
+        mtime_ns=time.time_ns(),
+        uid=os.getuid(),
+        gid=os.getgid(),
     )
 
 

@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from seawall import __version__
-from seawall.engine.archiver import Archiver, ArchiveStats, scan_totals
+from seawall.engine.archiver import Archiver, ArchiveStats, Entry, scan_totals
 from seawall.engine.progress import Progress
 from seawall.errors import ResidencyViolation, SeawallError, UsageError
 from seawall.operations.retention import extend_if_due
@@ -35,9 +36,15 @@ class BackupResult:
         return bool(self.stats.unreadable)
 
 
-def find_parent(repo: Repository, paths: list[str], hostname: str) -> Snapshot | None:
-    """The newest snapshot of the same paths from the same host."""
-    same = [s for s in repo.list_snapshots() if s.hostname == hostname and sorted(s.paths) == paths]
+def find_parent(
+    repo: Repository, paths: list[str], hostname: str, asset: str = ""
+) -> Snapshot | None:
+    """The newest snapshot of the same paths (or the same asset) from the same host."""
+    same = [
+        s
+        for s in repo.list_snapshots()
+        if s.hostname == hostname and sorted(s.paths) == paths and s.asset.get("name", "") == asset
+    ]
     return same[-1] if same else None
 
 
@@ -53,8 +60,15 @@ def backup(
     progress: Progress | None = None,
     workers: int | None = None,
     residency: str = "",
+    entries: list[Entry] | None = None,
+    asset: dict[str, Any] | None = None,
 ) -> BackupResult:
     """Back up ``paths`` into one new snapshot.
+
+    A source (sources layer) gives ``entries`` instead of paths: files on disk
+    and streams, laid out as the snapshot's tree; ``asset`` (name, kind,
+    group, consistency point...) is recorded in the snapshot, and the parent
+    is the same asset's previous snapshot.
 
     Unreadable files are skipped and listed in ``stats.unreadable``; the
     snapshot holds everything else. A crash or kill at any point leaves the
@@ -62,9 +76,16 @@ def backup(
     already stored. ``residency`` records a residency rule (a region label)
     in the snapshot; it must be the repository's region (ResidencyViolation).
     """
+    asset = asset or {}
+    if entries is not None:
+        if not asset.get("name"):
+            raise UsageError("a backup of entries needs an asset name")
+        paths = [f"asset:{asset['name']}"]
     if not paths:
         raise UsageError("nothing to back up: give at least one path")
-    resolved = sorted({Path(p).expanduser().absolute() for p in paths})
+    resolved = (
+        [] if entries is not None else sorted({Path(p).expanduser().absolute() for p in paths})
+    )
     missing = [str(p) for p in resolved if not p.exists() and not p.is_symlink()]
     if missing:
         raise UsageError(f"cannot back up {', '.join(missing)}: no such file or directory")
@@ -81,14 +102,14 @@ def backup(
     progress.start("backup")
     started = time.monotonic()
     start_time = datetime.now(UTC)
-    str_paths = [str(p) for p in resolved]
+    str_paths = [str(p) for p in resolved] if entries is None else [str(p) for p in paths]
     with Lock(repo, exclusive=False):
         repo.load_index()
         repo.sync_index_with_packs()
         if parent is None and use_parent:
-            parent = find_parent(repo, str_paths, hostname)
+            parent = find_parent(repo, str_paths, hostname, asset.get("name", ""))
         done = threading.Event()
-        if scan:
+        if scan and entries is None:
             threading.Thread(
                 target=scan_totals,
                 args=(resolved, excludes or [], progress, done.is_set),
@@ -97,7 +118,11 @@ def backup(
         writer = repo.writer()
         archiver = Archiver(repo, writer, excludes=excludes, progress=progress, workers=workers)
         try:
-            tree = archiver.archive(resolved, parent.tree if parent else None)
+            parent_tree = parent.tree if parent else None
+            if entries is not None:
+                tree = archiver.archive_entries(entries, parent_tree)
+            else:
+                tree = archiver.archive(resolved, parent_tree)
             writer.flush()
         finally:
             done.set()
@@ -115,6 +140,7 @@ def backup(
             parent=parent.id if parent else None,
             excludes=list(excludes or []),
             residency=residency,
+            asset=asset,
             program_version=f"seawall {__version__}",
             summary={
                 "files_new": stats.files_new,

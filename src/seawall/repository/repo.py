@@ -9,10 +9,13 @@ read in full; what a dead writer leaves behind is at most unreferenced packs
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +59,12 @@ from seawall.storage import Storage
 #: Blobs per index object when the whole index is rewritten (about 24 MiB of records).
 _INDEX_OBJECT_BLOBS = 500_000
 
-_AAD = {"index": INDEX_AAD, "snapshots": SNAPSHOT_AAD, "locks": b"seawall lock"}
+_AAD = {
+    "index": INDEX_AAD,
+    "snapshots": SNAPSHOT_AAD,
+    "locks": b"seawall lock",
+    "records": b"seawall record",
+}
 
 
 class Repository:
@@ -236,6 +244,40 @@ class Repository:
 
     def delete_object(self, kind: str, object_id: bytes) -> None:
         self.storage.delete(f"{kind}/{object_id.hex()}")
+
+    # --- records ------------------------------------------------------------------------
+
+    def save_record(self, kind: str, doc: dict[str, Any]) -> bytes:
+        """Append a record (a drill report, an audit entry...) to the repository.
+
+        Records are sealed JSON objects under ``records/``, write-once like
+        snapshots, so they survive the loss of whatever host wrote them and are
+        retained and replicated with the data. ``time`` (UTC, ISO 8601) is
+        added when missing.
+        """
+        if not kind or not kind.replace("-", "").isalnum():
+            raise UsageError(f"invalid record kind {kind!r}")
+        doc = {"kind": kind, **doc}
+        doc.setdefault("time", datetime.now(UTC).isoformat())
+        return self.save_object("records", json.dumps(doc, separators=(",", ":")).encode())
+
+    def list_records(self, kind: str) -> list[dict[str, Any]]:
+        """Every record of ``kind``, oldest first; each has ``id`` (hex) added.
+
+        A damaged record raises IntegrityError: records are evidence, and a
+        gap in them must not pass unnoticed."""
+        out = []
+        for rid in self.list_ids("records"):
+            try:
+                doc = json.loads(self.load_object("records", rid))
+            except ObjectNotFound:
+                continue
+            except ValueError:
+                raise FormatError(f"record {rid.hex()[:8]} is not valid JSON") from None
+            if isinstance(doc, dict) and doc.get("kind") == kind:
+                doc["id"] = rid.hex()
+                out.append(doc)
+        return sorted(out, key=lambda d: (str(d.get("time", "")), d["id"]))
 
     # --- index ---------------------------------------------------------------------
 

@@ -125,6 +125,9 @@ class Snapshot:
     residency: str = ""
     #: for a copy, the id of the snapshot it copies (the first of a chain of copies)
     original: bytes | None = None
+    #: for a snapshot of one asset of a plan: its name, kind, group (the plan run
+    #: it belongs to), consistency point and lineage (version 3)
+    asset: dict[str, Any] = field(default_factory=dict)
     #: set after loading: the snapshot's storage id
     id: bytes = b""
 
@@ -143,12 +146,14 @@ class Snapshot:
         doc["parent"] = self.parent.hex() if self.parent else None
         # Version 2 adds residency and original, written only when set: a snapshot
         # without them stays version 1, byte for byte, and readable by seawall 0.1.
-        del doc["residency"], doc["original"]
+        del doc["residency"], doc["original"], doc["asset"]
         if self.residency:
             doc["residency"] = self.residency
         if self.original:
             doc["original"] = self.original.hex()
-        doc["version"] = 2 if self.residency or self.original else 1
+        if self.asset:
+            doc["asset"] = self.asset
+        doc["version"] = 3 if self.asset else 2 if self.residency or self.original else 1
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -156,12 +161,14 @@ class Snapshot:
         try:
             doc = json.loads(data)
             version = doc.pop("version", None)
-            if version not in (1, 2):
+            if version not in (1, 2, 3):
                 raise FormatError(
                     f"snapshot {snapshot_id.hex()[:8]} has an unknown version; upgrade seawall"
                 )
             if version == 1 and {"residency", "original"} & set(doc):
                 raise ValueError("residency and original need snapshot version 2")
+            if version < 3 and "asset" in doc:
+                raise ValueError("asset needs snapshot version 3")
             doc["tree"] = bytes.fromhex(doc["tree"])
             doc["parent"] = bytes.fromhex(doc["parent"]) if doc.get("parent") else None
             doc["original"] = bytes.fromhex(doc["original"]) if doc.get("original") else None

@@ -51,7 +51,7 @@ from seawall.storage.retention import (
 )
 
 #: Prefixes of objects named by their content: the ones the view can vouch for.
-CONTENT_PREFIXES = ("data/", "index/", "snapshots/", "keys/")
+CONTENT_PREFIXES = ("data/", "index/", "snapshots/", "records/", "keys/")
 #: Never retained: a lock must be deletable by the process that took it.
 EXEMPT_PREFIXES = ("locks/",)
 

@@ -1,0 +1,1 @@
+"""The plan: the user's declaration of assets, repositories and policies."""

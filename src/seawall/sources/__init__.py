@@ -1,0 +1,1 @@
+"""Sources: turn an asset into entries to store, consistently, and back again."""
