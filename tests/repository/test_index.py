@@ -100,7 +100,9 @@ def test_garbled_index_is_a_format_error() -> None:
     with pytest.raises(FormatError, match="magic"):
         IndexObject.decode(b"XXXX" + data[4:])
     with pytest.raises(FormatError, match="magic"):
-        IndexObject.decode(data[:4] + b"\x02" + data[5:])  # a future version
+        IndexObject.decode(data[:4] + b"\x03" + data[5:])  # a future version
+    with pytest.raises(FormatError):
+        IndexObject.decode(data[:4] + b"\x02" + data[5:])  # version 2 without its bases table
     # Counts that claim more than the object holds (must fail fast, not allocate).
     for offset, fmt in [(8, "<I"), (8 + 4 + 32, "<I")]:
         for value in (2**32 - 1, 2**31, 1000):
@@ -236,3 +238,26 @@ def test_master_index_entries_dtype() -> None:
     mi.add_pack(*pack_of(2))
     assert mi.entries().dtype == BLOB_DTYPE
     assert isinstance(mi.entries(), np.ndarray)
+
+
+def test_delta_bases_round_trip_in_version_2() -> None:
+    from seawall.repository.pack import DELTA
+
+    base, delta = os.urandom(32), os.urandom(32)
+    blobs = [PackedBlob(DATA, base, 0, 100, 90), PackedBlob(DELTA, delta, 100, 50, 90, base)]
+    obj = IndexObject.from_packs([(os.urandom(32), 1000, os.urandom(16), blobs)])
+    data = obj.encode()
+    assert data[4] == 2
+    back = IndexObject.decode(data)
+    assert back.bases == {delta: base}
+    for n in range(len(data) - 70, len(data)):
+        with pytest.raises(FormatError):
+            IndexObject.decode(data[:n])
+    # Without deltas the object stays version 1, byte for byte as before.
+    assert (
+        IndexObject.from_packs([(os.urandom(32), 1000, os.urandom(16), blobs[:1])]).encode()[4] == 1
+    )
+    index = MasterIndex()
+    index.add_index(None, back)
+    ids = np.array(sorted([delta]), dtype="S32")
+    assert {bytes(i).ljust(32, b"\0") for i in index.with_bases(ids)} == {delta, base}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import io
 import os
 import stat
 import threading
@@ -23,13 +24,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TypeGuard
+from typing import Any, BinaryIO, TypeGuard, cast
 
+from seawall.codec.checkpoints import Layout, Tensor, detect
+from seawall.engine.checkpoints import Parents, describe, float_width, piece_size, segments
 from seawall.engine.progress import Progress
 from seawall.engine.trees import load_tree
 from seawall.errors import SeawallError
 from seawall.repository.pack import DATA, TREE
-from seawall.repository.repo import BlobWriter, Repository
+from seawall.repository.repo import BlobWriter, DeltaBase, Repository
 from seawall.repository.snapshot import DIR, FILE, SYMLINK, Node, encode_tree
 
 #: Files up to this size are read whole and cut in memory (no stream buffer).
@@ -153,9 +156,16 @@ class Archiver:
         excludes: list[str] | None = None,
         progress: Progress | None = None,
         workers: int | None = None,
+        tensors: bool = True,
+        delta_hint: bytes | None = None,
     ) -> None:
+        """``tensors``: store recognised checkpoints tensor by tensor (else as any
+        file). ``delta_hint``: a snapshot tree to take delta parents from."""
         self.repo = repo
         self.writer = writer
+        self._tensors = tensors
+        self._parents = Parents(repo, delta_hint)
+        self._piece = piece_size(repo.config.chunker.max_size)
         self.stats = ArchiveStats()
         self.progress = progress or Progress("backup")
         self._exclude = Excluder(excludes or [])
@@ -358,15 +368,20 @@ class Archiver:
             self.stats.files_unmodified += 1
             self.progress.add(files=1, nbytes=st.st_size)
             if _same_meta(pnode, st):
+                if pnode.checkpoint is not None:
+                    self._parents.remember(pnode.checkpoint, pnode.content, st.st_mtime_ns)
                 return _Pending(pnode)
             node = _node_from_stat(pnode.name, FILE, st)
             node.size, node.inode, node.content = st.st_size, st.st_ino, pnode.content
+            node.checkpoint = pnode.checkpoint
+            if node.checkpoint is not None:
+                self._parents.remember(node.checkpoint, node.content, st.st_mtime_ns)
             return _Pending(node)
         node = _node_from_stat(os.fsencode(os.path.basename(path)), FILE, st)
         node.size = st.st_size
         node.inode = st.st_ino
         try:
-            futures, size, after = self._read_file(path)
+            futures, size, after = self._read_file(path, node, pnode)
         except OSError as err:
             self.stats.unreadable.append((path, err.strerror or str(err)))
             return None
@@ -389,13 +404,19 @@ class Archiver:
         self.progress.add(files=1)
         return _Pending(node, futures)
 
-    def _read_file(self, path: str) -> tuple[list[Future[bytes]], int, os.stat_result]:
+    def _read_file(
+        self, path: str, node: Node, pnode: Node | None
+    ) -> tuple[list[Future[bytes]], int, os.stat_result]:
         futures: list[Future[bytes]] = []
         size = 0
         grew = False
         with open(path, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
-            if st.st_size <= _WHOLE_READ:
+            layout = self._layout(f.fileno(), st.st_size) if self._tensors else None
+            if layout is not None:
+                futures, size = self._read_checkpoint(f, layout, st, node, pnode)
+                grew = True  # whatever follows the layout's end, read below
+            elif st.st_size <= _WHOLE_READ:
                 # One read, sized by fstat (+1 reveals growth); chunks are views of it, no copies.
                 data = f.read(st.st_size + 1)
                 for view in self._chunker.chunks(data) if data else ():
@@ -404,6 +425,7 @@ class Archiver:
                 grew = len(data) > st.st_size
             if st.st_size > _WHOLE_READ or grew:
                 # The stream chunker reuses its buffer: each chunk is copied out.
+                f.seek(size)
                 for view in self._chunker.stream(f):
                     self.progress.check_cancelled()
                     futures.append(self._submit(bytes(view)))
@@ -411,21 +433,94 @@ class Archiver:
             after = os.fstat(f.fileno())
         return futures, size, after
 
-    def _submit(self, chunk: bytes | memoryview) -> Future[bytes]:
+    def _layout(self, fd: int, size: int) -> Layout | None:
+        try:
+            return detect(lambda offset, n: os.pread(fd, n, offset), size)
+        except OSError:
+            return None  # read as any file, which reports the error
+
+    def _read_checkpoint(
+        self, f: BinaryIO, layout: Layout, st: os.stat_result, node: Node, pnode: Node | None
+    ) -> tuple[list[Future[bytes]], int]:
+        """Store a checkpoint's bytes tensor by tensor; returns the chunk futures and
+        how many bytes were read. Stops early if the file shrank (the caller notes it)."""
+        parent = self._parents.find(layout, st.st_mtime_ns, pnode)
+        fd = f.fileno()
+        futures: list[Future[bytes]] = []
+        counts: list[tuple[Tensor, int, int]] = []
+        size = 0
+        for seg in segments(layout, st.st_size, self._piece):
+            self.progress.check_cancelled()
+            if seg.tensor is None and seg.length > _WHOLE_READ:
+                f.seek(seg.offset)  # a big stretch between tensors: streamed
+                for view in self._chunker.stream(cast(BinaryIO, _Window(f, seg.length))):
+                    futures.append(self._submit(bytes(view)))
+                    size += len(view)
+                if f.tell() != seg.offset + seg.length:
+                    return futures, size
+                continue
+            data = os.pread(fd, seg.length, seg.offset)
+            if seg.tensor is None:
+                for view in self._chunker.chunks(data) if data else ():
+                    futures.append(self._submit(view))
+            else:
+                if seg.piece == 0:
+                    counts.append((seg.tensor, len(futures), 0))
+                tensor, start, n = counts[-1]
+                counts[-1] = (tensor, start, n + 1)
+                base = None
+                if parent is not None and len(data) == seg.length:
+                    base = self._parents.base_for(parent, tensor, seg.piece, self._piece)
+                futures.append(self._submit(data, float_width(tensor), base))
+            size += len(data)
+            if len(data) != seg.length:
+                return futures, size
+        node.checkpoint = describe(layout, counts)
+        self._parents.remember(node.checkpoint, futures, st.st_mtime_ns, f.name, layout)
+        return futures, size
+
+    def _submit(
+        self,
+        chunk: bytes | memoryview,
+        width: int = 0,
+        base: Callable[[], DeltaBase | None] | None = None,
+    ) -> Future[bytes]:
         self._inflight.acquire()
         try:
-            future = self._pool.submit(self._store_chunk, chunk)
+            future = self._pool.submit(self._store_chunk, chunk, width, base)
         except BaseException:
             self._inflight.release()
             raise
         return future
 
-    def _store_chunk(self, chunk: bytes | memoryview) -> bytes:
+    def _store_chunk(
+        self,
+        chunk: bytes | memoryview,
+        width: int,
+        base: Callable[[], DeltaBase | None] | None,
+    ) -> bytes:
         try:
-            return self.writer.add(DATA, chunk)
+            return self.writer.add(DATA, chunk, width=width, base=base() if base else None)
         finally:
             self.progress.add(nbytes=len(chunk))
             self._inflight.release()
+
+
+class _Window(io.RawIOBase):
+    """The next ``length`` bytes of a file, as a stream."""
+
+    def __init__(self, f: BinaryIO, length: int) -> None:
+        self._f = f
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf)[: self._left]
+        n = self._f.readinto(view)  # type: ignore[attr-defined]
+        self._left -= n or 0
+        return n or 0
 
 
 def _looks_unchanged(pnode: Node | None, st: os.stat_result) -> TypeGuard[Node]:

@@ -15,7 +15,11 @@ from seawall.codec.chunker import ChunkerParams
 from seawall.errors import FormatError
 from seawall.storage.retention import LOCK_MODES
 
-FORMAT_VERSION = 1
+#: The version new repositories get. Version 2 adds tensor payloads (float
+#: planes, deltas: format.md section 6) and delta blobs (type 2); version 1
+#: repositories are read, and written without them.
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 CONFIG_NAME = "config"
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 
@@ -53,6 +57,11 @@ class RepoConfig:
     #: Object Lock retention of every object but locks; None: not immutable
     immutability: Immutability | None = None
 
+    @property
+    def tensor_codecs(self) -> bool:
+        """Whether writers may use the version-2 tensor payloads and delta blobs."""
+        return self.version >= 2
+
     def to_bytes(self) -> bytes:
         doc = {
             "format": "seawall-repository",
@@ -77,10 +86,11 @@ class RepoConfig:
             if doc.get("format") != "seawall-repository":
                 raise FormatError("this is not a seawall repository config")
             version = int(doc["version"])
-            if version != FORMAT_VERSION:
+            if version not in SUPPORTED_VERSIONS:
                 raise FormatError(
                     f"repository format version {version} is not supported by this seawall "
-                    f"(it reads version {FORMAT_VERSION}); upgrade seawall"
+                    f"(it reads versions {', '.join(map(str, SUPPORTED_VERSIONS))}); "
+                    "upgrade seawall"
                 )
             return cls(
                 id=str(doc["id"]),

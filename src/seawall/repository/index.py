@@ -2,10 +2,15 @@
 
 An index object's plaintext (before compression and sealing)::
 
-    magic "SWIX" | version u8 = 1 | 3 zero bytes
+    magic "SWIX" | version u8 = 1 or 2 | 3 zero bytes
     n_supersedes u32 | n_supersedes x index id [32]
     n_packs u32      | n_packs x (pack id [32] | pack size u64 | pack salt [16])
     n_blobs u64      | n_blobs x record (49 bytes, see BLOB_DTYPE), sorted by blob id
+    version 2 only:
+    n_bases u64      | n_bases x (delta blob id [32] | its base blob id [32])
+
+Version 2 is written only when the object lists delta blobs (whose bases
+prune must keep: they are inside the encrypted payloads otherwise).
 
 Writers sort records by id (readers must not rely on it, but loading is
 fastest when they are sorted).
@@ -35,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from seawall.errors import FormatError
-from seawall.repository.pack import PackedBlob
+from seawall.repository.pack import DELTA, PackedBlob
 
 BLOB_DTYPE = np.dtype(
     [
@@ -50,6 +55,7 @@ BLOB_DTYPE = np.dtype(
 assert BLOB_DTYPE.itemsize == 49
 INDEX_AAD = b"seawall index"
 _MAGIC = b"SWIX\x01\x00\x00\x00"
+_MAGIC_V2 = b"SWIX\x02\x00\x00\x00"
 _PACK = struct.Struct("<32sQ16s")
 
 Entries = npt.NDArray[np.void]
@@ -75,11 +81,12 @@ class BlobLocation:
 
 @dataclass
 class IndexObject:
-    """One index object: packs with their blobs."""
+    """One index object: packs with their blobs, and the bases of its delta blobs."""
 
     packs: list[tuple[bytes, int, bytes]] = field(default_factory=list)
     entries: Entries = field(default_factory=lambda: np.zeros(0, BLOB_DTYPE))
     supersedes: list[bytes] = field(default_factory=list)
+    bases: dict[bytes, bytes] = field(default_factory=dict)
 
     @classmethod
     def from_packs(
@@ -89,26 +96,32 @@ class IndexObject:
     ) -> IndexObject:
         pack_list: list[tuple[bytes, int, bytes]] = []
         rows: list[tuple[bytes, int, int, int, int, int]] = []
+        bases: dict[bytes, bytes] = {}
         for pack_id, size, salt, blobs in packs:
             n = len(pack_list)
             pack_list.append((pack_id, size, salt))
             rows.extend((b.id, n, b.offset, b.length, b.raw_length, b.type) for b in blobs)
-        return cls(pack_list, np.array(rows, dtype=BLOB_DTYPE), list(supersedes))
+            bases.update((b.id, b.base) for b in blobs if b.base)
+        return cls(pack_list, np.array(rows, dtype=BLOB_DTYPE), list(supersedes), bases)
 
     def encode(self) -> bytes:
-        parts = [_MAGIC, struct.pack("<I", len(self.supersedes)), *self.supersedes]
+        magic = _MAGIC_V2 if self.bases else _MAGIC
+        parts = [magic, struct.pack("<I", len(self.supersedes)), *self.supersedes]
         parts.append(struct.pack("<I", len(self.packs)))
         parts.extend(_PACK.pack(*p) for p in self.packs)
         parts.append(struct.pack("<Q", len(self.entries)))
         # Sorted by id: loading many index objects is then a cheap merge of sorted runs.
         order = np.argsort(self.entries["id"], kind="stable")
         parts.append(self.entries[order].astype(BLOB_DTYPE).tobytes())
+        if self.bases:
+            parts.append(struct.pack("<Q", len(self.bases)))
+            parts.extend(k + v for k, v in sorted(self.bases.items()))
         return b"".join(parts)
 
     @classmethod
     def decode(cls, data: bytes) -> IndexObject:
         try:
-            if data[:8] != _MAGIC:
+            if data[:8] not in (_MAGIC, _MAGIC_V2):
                 raise FormatError("index object has an unknown magic or version")
             pos = 8
             (n_sup,) = struct.unpack_from("<I", data, pos)
@@ -127,14 +140,25 @@ class IndexObject:
             pos += _PACK.size * n_packs
             (n_blobs,) = struct.unpack_from("<Q", data, pos)
             pos += 8
-            if len(data) - pos != n_blobs * BLOB_DTYPE.itemsize:
+            end = pos + n_blobs * BLOB_DTYPE.itemsize
+            bases: dict[bytes, bytes] = {}
+            if data[:8] == _MAGIC_V2:
+                (n_bases,) = struct.unpack_from("<Q", data, end)
+                if len(data) != end + 8 + 64 * n_bases:
+                    raise FormatError("index object has a wrong length")
+                table = data[end + 8 :]
+                bases = {
+                    table[i : i + 32]: table[i + 32 : i + 64] for i in range(0, len(table), 64)
+                }
+            elif len(data) != end:
                 raise FormatError("index object has a wrong length")
             entries = np.frombuffer(data, BLOB_DTYPE, count=n_blobs, offset=pos)
         except struct.error as err:
             raise FormatError(f"index object is truncated: {err}") from None
         if n_blobs and int(entries["pack"].max()) >= n_packs:
             raise FormatError("index object references a pack it does not list")
-        return cls([(bytes(p), int(n), bytes(s)) for p, n, s in packs], entries, supersedes)
+        packs_list = [(bytes(p), int(n), bytes(s)) for p, n, s in packs]
+        return cls(packs_list, entries, supersedes, bases)
 
 
 class _Table:
@@ -227,6 +251,8 @@ class MasterIndex:
         self._extra: Entries = np.zeros(0, BLOB_DTYPE)
         self._pending_ids: dict[bytes, tuple[int, int, int, int, int]] = {}
         self.loaded_index_ids: set[bytes] = set()
+        #: delta blob id -> its base's id (few: one per stored tensor piece delta)
+        self.bases: dict[bytes, bytes] = {}
 
     # --- packs -----------------------------------------------------------------------
 
@@ -282,6 +308,7 @@ class MasterIndex:
                 run = obj.entries.copy()
                 run["pack"] = remap[obj.entries["pack"]]
                 self._runs.append(run)
+            self.bases.update(obj.bases)
             if index_id is not None:
                 self.loaded_index_ids.add(index_id)
 
@@ -290,6 +317,8 @@ class MasterIndex:
             n = int(self._add_packs(np.array([(pack_id, size, salt)], dtype=_PACK_DTYPE))[0])
             for b in blobs:
                 self._pending_ids.setdefault(b.id, (n, b.offset, b.length, b.raw_length, b.type))
+                if b.base:
+                    self.bases.setdefault(b.id, b.base)
             if len(self._pending_ids) >= self._MERGE_AT:
                 self._merge_pending()
 
@@ -370,6 +399,26 @@ class MasterIndex:
                 self._extra = np.zeros(0, BLOB_DTYPE)
             self._merge_runs()
             return self._main
+
+    def with_bases(self, ids: npt.NDArray[np.bytes_]) -> npt.NDArray[np.bytes_]:
+        """``ids`` (sorted, unique) plus the bases their delta blobs need, transitively."""
+        found = set(self.bases).intersection(_full_id(i) for i in ids) if self.bases else set()
+        extra: set[bytes] = set()
+        while found:
+            bases = {self.bases[i] for i in found} - extra
+            extra |= bases
+            found = bases & set(self.bases)
+        if not extra:
+            return ids
+        return np.unique(np.concatenate([ids, np.array(sorted(extra), dtype="S32")]))
+
+    def bases_of(self, rows: Entries) -> dict[bytes, bytes]:
+        """The bases of the delta blobs among ``rows`` (for writing them in an index)."""
+        return {
+            bid: self.bases[bid]
+            for bid in (_full_id(i) for i in rows["id"][rows["type"] == DELTA])
+            if bid in self.bases
+        }
 
     def drop_packs(self, pack_numbers: set[int]) -> int:
         """Forget every blob stored in these packs; return how many were dropped."""

@@ -19,6 +19,7 @@ pack's salt, so reading one blob is one ranged read.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from seawall.codec import compress
@@ -28,7 +29,9 @@ from seawall.errors import FormatError
 
 DATA = 0
 TREE = 1
-BLOB_TYPES = {DATA: "data", TREE: "tree"}
+#: data stored as a delta against another data blob, its base (format version 2)
+DELTA = 2
+BLOB_TYPES = {DATA: "data", TREE: "tree", DELTA: "delta"}
 
 HEADER_AAD = b"seawall pack header"
 _RECORD = struct.Struct("<B32sIII")
@@ -45,6 +48,8 @@ class PackedBlob:
     offset: int
     length: int
     raw_length: int
+    #: a DELTA blob's base id, when known (not in the pack header: in the payload)
+    base: bytes = b""
 
 
 def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
@@ -71,9 +76,21 @@ class PackBuilder:
     def size(self) -> int:
         return len(self._buf)
 
-    def add(self, blob_type: int, blob_id: bytes, data: bytes | memoryview) -> PackedBlob:
-        sealed = self.sealer.seal(compress.encode(data), blob_aad(blob_type, blob_id))
-        blob = PackedBlob(blob_type, blob_id, len(self._buf), len(sealed), len(data))
+    def add(
+        self,
+        blob_type: int,
+        blob_id: bytes,
+        data: bytes | memoryview,
+        payload: bytes | None = None,
+    ) -> PackedBlob:
+        """Seal ``data`` (or its ``payload``, already encoded) into the pack."""
+        if payload is None:
+            payload = compress.encode(data)
+        sealed = self.sealer.seal(payload, blob_aad(blob_type, blob_id))
+        base = compress.delta_base(payload) or b""
+        if (blob_type == DELTA) != bool(base):
+            raise FormatError("a delta payload must be stored as a delta blob, and only it")
+        blob = PackedBlob(blob_type, blob_id, len(self._buf), len(sealed), len(data), base)
         self._buf += sealed
         self.blobs.append(blob)
         return blob
@@ -93,25 +110,48 @@ class PackBuilder:
         return storage_id(data), data
 
 
-def open_blob(
+def open_payload(
     sealer: Sealer,
     blob: PackedBlob,
     sealed: bytes | memoryview,
     what: str,
     scratch: bytearray | None = None,
 ) -> bytes | memoryview:
-    """Decrypt and decompress one blob (raises IntegrityError if it was tampered with).
+    """Decrypt one blob's payload (raises IntegrityError if it was tampered with).
 
     With ``scratch`` (at least the payload's size), it decrypts into it and
-    may return a view of it, valid until ``scratch`` is reused.
+    returns a view of it, valid until ``scratch`` is reused.
     """
     aad = blob_aad(blob.type, blob.id)
     if scratch is not None and len(sealed) - OVERHEAD <= len(scratch):
-        payload: bytes | memoryview = sealer.open_into(sealed, aad, what, scratch)
-    else:
-        payload = sealer.open(sealed, aad, what)
+        return sealer.open_into(sealed, aad, what, scratch)
+    return sealer.open(sealed, aad, what)
+
+
+def open_blob(
+    sealer: Sealer,
+    blob: PackedBlob,
+    sealed: bytes | memoryview,
+    what: str,
+    scratch: bytearray | None = None,
+    load_base: Callable[[bytes], bytes] | None = None,
+) -> bytes | memoryview:
+    """Decrypt and decode one blob (raises IntegrityError if it was tampered with).
+
+    A DELTA blob's base is read with ``load_base(base_id)``. With ``scratch``,
+    the result may be a view of it, valid until ``scratch`` is reused.
+    """
+    payload = open_payload(sealer, blob, sealed, what, scratch)
+    base_id = compress.delta_base(payload)
+    if (blob.type == DELTA) != (base_id is not None):
+        raise FormatError(f"{what}: its payload does not match its type {blob.type}")
+    base = None
+    if base_id is not None:
+        if load_base is None:
+            raise FormatError(f"{what} is a delta, and its base cannot be read here")
+        base = load_base(base_id)
     try:
-        data = compress.decode(payload, blob.raw_length)
+        data = compress.decode(payload, blob.raw_length, base)
     except Exception as err:  # zstd raises its own error types
         raise FormatError(f"{what} does not decompress: {err}") from None
     if len(data) != blob.raw_length:

@@ -9,6 +9,7 @@ read in full; what a dead writer leaves behind is at most unreferenced packs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import numpy as np
 
 from seawall.codec import crypto
 from seawall.codec.chunker import Chunker, ChunkerParams
-from seawall.codec.compress import decode, encode
+from seawall.codec.compress import decode, delta_base, encode, encode_delta, encode_tensor
 from seawall.codec.crypto import MasterKey, Sealer
 from seawall.codec.ids import blob_id, storage_id
 from seawall.errors import (
@@ -38,10 +39,14 @@ from seawall.repository.config import CONFIG_NAME, DEFAULT_PACK_SIZE, Immutabili
 from seawall.repository.index import INDEX_AAD, Entries, IndexObject, MasterIndex
 from seawall.repository.keys import KdfParams, KeyInfo, make_key_file, parse_key_file, unlock
 from seawall.repository.pack import (
+    DATA,
+    DELTA,
     TRAILER_SIZE,
+    TREE,
     PackBuilder,
     PackedBlob,
     open_blob,
+    open_payload,
     pack_name,
     parse_tail,
     tail_length,
@@ -58,6 +63,9 @@ from seawall.storage import Storage
 
 #: Blobs per index object when the whole index is rewritten (about 24 MiB of records).
 _INDEX_OBJECT_BLOBS = 500_000
+#: The longest chain of delta blobs a writer makes: reading a blob reads at
+#: most this many others (its bases), so restore time stays bounded.
+MAX_DELTA_DEPTH = 4
 
 _AAD = {
     "index": INDEX_AAD,
@@ -328,7 +336,10 @@ class Repository:
             numbers = np.unique(part["pack"])
             local = part.copy()
             local["pack"] = np.searchsorted(numbers, part["pack"])
-            self.save_index(IndexObject([packs[int(n)] for n in numbers], local, supersedes))
+            obj = IndexObject(
+                [packs[int(n)] for n in numbers], local, supersedes, self.index.bases_of(part)
+            )
+            self.save_index(obj)
             written += 1
         return written
 
@@ -369,9 +380,11 @@ class Repository:
                 continue
             try:
                 salt, blobs = self.read_pack_header(pack_id, info.size)
+                blobs = self.with_delta_bases(pack_id, salt, blobs)
             except (IntegrityError, FormatError, ObjectNotFound):
                 continue
             found.append((pack_id, info.size, salt, blobs))
+        found = self._without_baseless_deltas(found)
         if found:
             for pack_id, size, salt, blobs in found:
                 self.index.add_pack(pack_id, size, salt, blobs)
@@ -386,6 +399,47 @@ class Repository:
             # supersedes every index read (those stay until prune removes them).
             self.rewrite_index(self.index.entries(), sorted(self.index.loaded_index_ids))
         return len(found)
+
+    def with_delta_bases(
+        self, pack_id: bytes, salt: bytes, blobs: list[PackedBlob]
+    ) -> list[PackedBlob]:
+        """``blobs`` (from a pack header) with the base of each delta blob, read from
+        its payload: pack headers do not record bases."""
+        out = []
+        for b in blobs:
+            if b.type == DELTA and not b.base:
+                sealed = self.storage.get(pack_name(pack_id), b.offset, b.length)
+                what = f"blob {b.id.hex()[:12]} in {pack_name(pack_id)}"
+                payload = open_payload(Sealer(self._enc_key, salt), b, sealed, what)
+                base = delta_base(payload)
+                if base is None:
+                    raise FormatError(f"{what} is a delta blob without a base")
+                b = dataclasses.replace(b, base=base)
+            out.append(b)
+        return out
+
+    def _without_baseless_deltas(
+        self, found: list[tuple[bytes, int, bytes, list[PackedBlob]]]
+    ) -> list[tuple[bytes, int, bytes, list[PackedBlob]]]:
+        """Orphan packs' blobs minus deltas whose base is nowhere (a killed backup
+        stored the delta's pack but not its base's): nothing may deduplicate
+        against a blob that cannot be read."""
+        orphan = {b.id for _p, _n, _s, blobs in found for b in blobs if b.type != DELTA}
+        deltas = {b.id: b.base for _p, _n, _s, blobs in found for b in blobs if b.type == DELTA}
+        readable: set[bytes] = set()
+        changed = True
+        while changed:
+            changed = False
+            for bid, base in deltas.items():
+                if bid not in readable and (
+                    base in orphan or base in readable or self.index.has(base)
+                ):
+                    readable.add(bid)
+                    changed = True
+        return [
+            (p, n, s, [b for b in blobs if b.type != DELTA or b.id in readable])
+            for p, n, s, blobs in found
+        ]
 
     # --- blobs ---------------------------------------------------------------------------
 
@@ -405,7 +459,11 @@ class Repository:
             sealed = self.storage.get(name, loc.offset, loc.length)
             try:
                 data = open_blob(
-                    Sealer(self._enc_key, loc.pack_salt), loc.as_packed(bid), sealed, what
+                    Sealer(self._enc_key, loc.pack_salt),
+                    loc.as_packed(bid),
+                    sealed,
+                    what,
+                    load_base=self._load_base,
                 )
                 if self.blob_id(data) != bid:
                     raise IntegrityError(f"{what} does not match its id")
@@ -415,6 +473,22 @@ class Repository:
                 continue  # an immutable repository reads an intact older version
             return bytes(data)  # bytes already without a scratch buffer: no copy
         raise AssertionError("unreachable")
+
+    def _load_base(self, base_id: bytes) -> bytes:
+        try:
+            return self.load_blob(base_id)
+        except SeawallError as err:
+            raise IntegrityError(f"the base of a delta blob cannot be read: {err}") from None
+
+    def delta_depth(self, bid: bytes) -> int:
+        """How many delta steps reading ``bid`` takes (0: not a delta)."""
+        depth = 0
+        while bid in self.index.bases:
+            bid = self.index.bases[bid]
+            depth += 1
+            if depth > MAX_DELTA_DEPTH:
+                raise FormatError("a chain of delta blobs is too long, or loops")
+        return depth
 
     def read_pack_blobs(
         self,
@@ -486,7 +560,7 @@ class Repository:
                 sealed = view[b.offset - base : b.offset - base + b.length]
                 if len(sealed) != b.length:
                     raise IntegrityError(f"{what} is truncated")
-                plain = open_blob(sealer, b, sealed, what, scratch)
+                plain = open_blob(sealer, b, sealed, what, scratch, self._load_base)
                 if self.blob_id(plain) != b.id:
                     raise IntegrityError(f"{what} does not match its id")
                 yield b, plain
@@ -540,6 +614,17 @@ class WriteStats:
     bytes_added: int = 0
     stored_bytes: int = 0
     packs_written: int = 0
+    #: how new data blobs were encoded: "generic", "planes" (float transform) or
+    #: "delta", each [plaintext bytes, payload bytes]
+    encodings: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeltaBase:
+    """A stored blob that a new tensor piece may be encoded against."""
+
+    id: bytes
+    data: bytes | memoryview
 
 
 class BlobWriter:
@@ -570,8 +655,22 @@ class BlobWriter:
         self._error: BaseException | None = None
         self.new_packs: list[bytes] = []
 
-    def add(self, blob_type: int, data: bytes | memoryview, bid: bytes | None = None) -> bytes:
-        """Store ``data`` unless the repository already has it; return its id."""
+    def add(
+        self,
+        blob_type: int,
+        data: bytes | memoryview,
+        bid: bytes | None = None,
+        *,
+        width: int = 0,
+        base: DeltaBase | None = None,
+    ) -> bytes:
+        """Store ``data`` unless the repository already has it; return its id.
+
+        ``width``: the data is a piece of a float tensor of that element width
+        (bytes): it gets the float transform when that is smaller. ``base``: it
+        may be stored as a delta against that blob, when smaller and the chain
+        stays short (repository format version 2 only).
+        """
         if self._error is not None:
             raise self._error
         bid = self.repo.blob_id(data) if bid is None else bid
@@ -579,6 +678,7 @@ class BlobWriter:
             if bid in self._reserved or (self._dedup_index and self.repo.index.has(bid)):
                 return bid
             self._reserved.add(bid)
+        payload, blob_type = self._encode(blob_type, data, bid, width, base)
         builders: dict[int, PackBuilder] | None = getattr(self._local, "builders", None)
         if builders is None:
             builders = self._local.builders = {}
@@ -587,14 +687,49 @@ class BlobWriter:
         builder = builders.get(blob_type)
         if builder is None:
             builder = builders[blob_type] = PackBuilder(self.repo._enc_key)
-        blob = builder.add(blob_type, bid, data)
+        blob = builder.add(blob_type, bid, data, payload)
         with self._lock:
             self.stats.blobs_added += 1
             self.stats.bytes_added += blob.raw_length
+            if blob_type != TREE:
+                kind = "delta" if blob_type == DELTA else "planes" if width else "generic"
+                sizes = self.stats.encodings.setdefault(kind, [0, 0])
+                sizes[0] += blob.raw_length
+                sizes[1] += blob.length
         if builder.size >= self.repo.config.pack_size:
             del builders[blob_type]
             self._submit(builder)
         return bid
+
+    def _encode(
+        self,
+        blob_type: int,
+        data: bytes | memoryview,
+        bid: bytes,
+        width: int,
+        base: DeltaBase | None,
+    ) -> tuple[bytes, int]:
+        """The payload for a new blob, and the type to store it as."""
+        if blob_type != DATA or not width or not self.repo.config.tensor_codecs:
+            return encode(data), blob_type
+        if base is not None and len(base.data) == len(data) and self._may_delta(base.id):
+            delta = encode_delta(data, base.data, base.id, width)
+            if delta is not None:
+                with self._lock:  # known before the pack is: bounds the next chain
+                    self.repo.index.bases.setdefault(bid, base.id)
+                return delta, DELTA
+        return encode_tensor(data, width), DATA
+
+    def _may_delta(self, base_id: bytes) -> bool:
+        """The base is stored (or being stored by this writer) and a delta on it
+        keeps the chain within MAX_DELTA_DEPTH."""
+        with self._lock:
+            if base_id not in self._reserved and not self.repo.index.has(base_id):
+                return False
+            try:
+                return self.repo.delta_depth(base_id) < MAX_DELTA_DEPTH
+            except FormatError:
+                return False
 
     def _submit(self, builder: PackBuilder) -> None:
         blobs = list(builder.blobs)

@@ -56,6 +56,10 @@ class Node:
     content: list[bytes] = field(default_factory=list)
     subtree: bytes | None = None
     target: bytes | None = None
+    #: a model checkpoint stored tensor by tensor: {"format": ..., "tensors":
+    #: [[name, dtype, shape, first content index, blob count], ...]}; informational
+    #: (readers need only ``content``), it lets later backups find delta parents
+    checkpoint: dict[str, Any] | None = None
 
     @property
     def display_name(self) -> str:
@@ -69,6 +73,8 @@ class Node:
         )
         if self.type == FILE:
             doc.update(size=self.size, inode=self.inode, content=[c.hex() for c in self.content])
+            if self.checkpoint is not None:
+                doc["checkpoint"] = self.checkpoint
         elif self.type == DIR:
             assert self.subtree is not None
             doc["subtree"] = self.subtree.hex()
@@ -94,6 +100,7 @@ class Node:
             content=[bytes.fromhex(c) for c in doc.get("content", [])],
             subtree=bytes.fromhex(doc["subtree"]) if kind == DIR else None,
             target=_dec_name(doc, "target") if kind == SYMLINK else None,
+            checkpoint=doc.get("checkpoint") if kind == FILE else None,
         )
 
 
