@@ -62,6 +62,8 @@ def backup(
     residency: str = "",
     entries: list[Entry] | None = None,
     asset: dict[str, Any] | None = None,
+    tensors: bool = True,
+    delta_parent: Snapshot | None = None,
 ) -> BackupResult:
     """Back up ``paths`` into one new snapshot.
 
@@ -69,6 +71,10 @@ def backup(
     and streams, laid out as the snapshot's tree; ``asset`` (name, kind,
     group, consistency point...) is recorded in the snapshot, and the parent
     is the same asset's previous snapshot.
+
+    Model checkpoints are stored tensor by tensor (``tensors=False``: like any
+    file); their delta parents are found in the parent snapshot and in this
+    backup, or in ``delta_parent`` when given (engine/checkpoints.py).
 
     Unreadable files are skipped and listed in ``stats.unreadable``; the
     snapshot holds everything else. A crash or kill at any point leaves the
@@ -116,7 +122,15 @@ def backup(
                 daemon=True,
             ).start()
         writer = repo.writer()
-        archiver = Archiver(repo, writer, excludes=excludes, progress=progress, workers=workers)
+        archiver = Archiver(
+            repo,
+            writer,
+            excludes=excludes,
+            progress=progress,
+            workers=workers,
+            tensors=tensors,
+            delta_hint=delta_parent.tree if delta_parent else None,
+        )
         try:
             parent_tree = parent.tree if parent else None
             if entries is not None:
@@ -153,6 +167,8 @@ def backup(
                 "data_stored": writer.stats.stored_bytes,
                 "blobs_added": writer.stats.blobs_added,
                 "unreadable": len(stats.unreadable),
+                # new data by encoding: [plaintext bytes, stored bytes]
+                "encodings": writer.stats.encodings,
                 "duration_s": round(duration, 3),
             },
         )

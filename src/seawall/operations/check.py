@@ -18,8 +18,8 @@ from seawall.engine.trees import load_tree, safe_name
 from seawall.errors import FormatError, IntegrityError, ObjectNotFound, SeawallError
 from seawall.repository.index import blobs_by_pack
 from seawall.repository.lock import Lock
-from seawall.repository.pack import PackedBlob, pack_name, parse_tail
-from seawall.repository.repo import Repository
+from seawall.repository.pack import DELTA, PackedBlob, pack_name, parse_tail
+from seawall.repository.repo import MAX_DELTA_DEPTH, Repository
 from seawall.repository.snapshot import DIR, FILE, Snapshot
 
 
@@ -168,12 +168,22 @@ class _Checker:
             for path, why in problems:
                 self.result.errors.append(f"snapshot {snap.short_id}: {path or '/'}: {why}")
 
-    def _blob_problem(self, bid: bytes) -> str | None:
+    def _blob_problem(self, bid: bytes, depth: int = 0) -> str | None:
         bad = self.bad_blobs.get(bid)
         if bad is not None:
             return bad
-        if not self.repo.index.has(bid):
+        loc = self.repo.index.lookup(bid)
+        if loc is None:
             return f"blob {bid.hex()[:12]} is missing"
+        base = self.repo.index.bases.get(bid) if loc.type == DELTA else None
+        if loc.type == DELTA and base is None:
+            return f"delta blob {bid.hex()[:12]} has no known base"
+        if base is not None:
+            if depth >= MAX_DELTA_DEPTH:
+                return f"delta blob {bid.hex()[:12]} has a chain of bases that is too long"
+            why = self._blob_problem(base, depth + 1)
+            if why:
+                return f"the base of delta blob {bid.hex()[:12]} is unreadable: {why}"
         return None
 
     def _tree_problems(self, tree_id: bytes) -> list[tuple[str, str]]:

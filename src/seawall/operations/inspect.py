@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from seawall.engine.trees import find, load_tree, safe_name, walk
 from seawall.errors import UsageError
+from seawall.repository.pack import DELTA
 from seawall.repository.repo import Repository
 from seawall.repository.snapshot import DIR, FILE, Node, Snapshot
 
@@ -117,3 +118,97 @@ def stats(repo: Repository) -> RepoStats:
         restore_bytes=sum(t[0] for t in totals),
         files=sum(t[1] for t in totals),
     )
+
+
+#: How a file's bytes are stored, as counted by :func:`storage_report`.
+HOW = ("dedup", "delta", "transform", "generic")
+
+
+@dataclass
+class Stored:
+    """Bytes of plaintext by how they were stored, and the stored (sealed) bytes
+    of what was new. ``dedup``: already stored by an earlier snapshot or file;
+    ``delta``: stored as a delta of a parent checkpoint's tensor; ``transform``:
+    float tensor pieces (byte-grouping transform, kept only when smaller);
+    ``generic``: everything else (zstd when it helps)."""
+
+    original: int = 0
+    stored: int = 0
+    raw: dict[str, int] = field(default_factory=lambda: dict.fromkeys(HOW, 0))
+
+    def add(self, other: Stored) -> None:
+        self.original += other.original
+        self.stored += other.stored
+        for k in HOW:
+            self.raw[k] += other.raw[k]
+
+    @property
+    def ratio(self) -> float:
+        """Stored bytes per original byte (lower is better)."""
+        return self.stored / self.original if self.original else 0.0
+
+
+@dataclass
+class SnapshotStorage:
+    snapshot: Snapshot
+    total: Stored
+    #: path -> how that checkpoint file's bytes were stored
+    checkpoints: dict[str, Stored]
+
+
+def storage_report(repo: Repository) -> list[SnapshotStorage]:
+    """Per snapshot (oldest first) and per checkpoint file in it, what its data
+    cost: each blob is charged to the first snapshot (and file) that has it.
+    A subtree already counted costs nothing new and is not walked again."""
+    repo.load_index()
+    seen: set[bytes] = set()
+    counted: dict[bytes, Stored] = {}  # tree id -> its files' total, once counted
+    out = []
+
+    def visit(tree_id: bytes, prefix: str, report: SnapshotStorage) -> Stored:
+        done = counted.get(tree_id)
+        if done is not None:
+            again = Stored(original=done.original)
+            again.raw["dedup"] = sum(done.raw.values())
+            return again
+        total = Stored()
+        for node in load_tree(repo, tree_id):
+            path = f"{prefix}/{safe_name(node).decode('utf-8', 'surrogateescape')}"
+            if node.type == DIR and node.subtree is not None:
+                total.add(visit(node.subtree, path, report))
+            elif node.type == FILE:
+                cost = _file_cost(repo, node, seen)
+                total.add(cost)
+                if node.checkpoint is not None:
+                    report.checkpoints[path] = cost
+        counted[tree_id] = total
+        return total
+
+    for snap in repo.list_snapshots():
+        report = SnapshotStorage(snap, Stored(), {})
+        report.total = visit(snap.tree, "", report)
+        out.append(report)
+    return out
+
+
+def _file_cost(repo: Repository, node: Node, seen: set[bytes]) -> Stored:
+    floats: set[int] = set()
+    try:
+        for _name, dtype, _shape, start, count in (node.checkpoint or {}).get("tensors", []):
+            if str(dtype).startswith(("F", "BF")):
+                floats.update(range(int(start), int(start) + int(count)))
+    except (TypeError, ValueError):
+        floats = set()  # a malformed informational field: counted as generic
+    cost = Stored(original=node.size)
+    for i, bid in enumerate(node.content):
+        loc = repo.index.lookup(bid)
+        if loc is None:
+            continue  # missing: check reports it
+        if bid in seen:
+            cost.raw["dedup"] += loc.raw_length
+            continue
+        seen.add(bid)
+        how = "delta" if loc.type == DELTA else "transform" if i in floats else "generic"
+        cost.raw[how] += loc.raw_length
+        cost.stored += loc.length
+    return cost

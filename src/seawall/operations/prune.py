@@ -35,7 +35,7 @@ from seawall.operations.retention import (
 )
 from seawall.repository.index import blobs_by_pack
 from seawall.repository.lock import Lock
-from seawall.repository.pack import pack_name
+from seawall.repository.pack import DATA, DELTA, pack_name
 from seawall.repository.repo import Repository
 from seawall.repository.snapshot import DIR, FILE
 from seawall.storage.base import refuse_if_append_only
@@ -114,6 +114,7 @@ def prune(
         repo.load_index(strict=True)
         progress.start("prune: find used data")
         used = used_blobs(repo, progress)  # raises, changing nothing, if a snapshot is unreadable
+        used = repo.index.with_bases(used)  # what kept deltas are stored against
         repo.sync_index_with_packs()
         entries = repo.index.entries()
         packs = repo.index.packs()
@@ -192,7 +193,8 @@ def prune(
                             f"prune stopped before deleting anything: {data}; "
                             "run `seawall check --read-data`"
                         )
-                    writer.add(blob.type, data, blob.id)
+                    # A delta is rewritten whole: its chain only gets shorter.
+                    writer.add(DATA if blob.type == DELTA else blob.type, data, blob.id)
                     progress.add(nbytes=len(data))
             writer.flush()
         finally:

@@ -44,6 +44,7 @@ def repair_index(repo: Repository, *, progress: Progress | None = None) -> Repai
             try:
                 pack_id = bytes.fromhex(info.name.rsplit("/", 1)[1])
                 salt, blobs = repo.read_pack_header(pack_id, info.size)
+                blobs = repo.with_delta_bases(pack_id, salt, blobs)
             except ValueError:
                 continue  # not a pack name
             except (IntegrityError, FormatError, ObjectNotFound) as err:

@@ -52,6 +52,18 @@ PARTIAL_BACKUP = 3
     help="Record that this snapshot must stay in REGION: `copy` refuses to place it in a "
     "repository of another region (the repository's own region must be REGION).",
 )
+@click.option(
+    "--delta-parent",
+    metavar="SNAPSHOT",
+    help="Store changed model checkpoints as deltas of the checkpoints in SNAPSHOT (by "
+    "default: the same path in the parent snapshot, else the newest checkpoint with the same "
+    "tensors).",
+)
+@click.option(
+    "--no-tensors",
+    is_flag=True,
+    help="Store model checkpoints like any other file (no tensor split, transform or delta).",
+)
 @json_option
 def backup_cmd(
     paths: tuple[str, ...],
@@ -60,6 +72,8 @@ def backup_cmd(
     host: str | None,
     force: bool,
     residency: str,
+    delta_parent: str | None,
+    no_tensors: bool,
     as_json: bool,
 ) -> None:
     """Back up PATHS into a new snapshot.
@@ -67,10 +81,16 @@ def backup_cmd(
     Files unchanged since the last snapshot of the same paths (same size,
     mtime and inode) are not read again. Files that cannot be read are
     skipped and listed, and the command exits with code 3.
+
+    Model checkpoints (safetensors, PyTorch .pt/.pth/.bin, NumPy .npy/.npz,
+    recognised by content) are split at tensor boundaries, float tensors are
+    compressed with a byte-grouping transform, and a checkpoint that
+    changed a little is stored as a lossless delta of its parent.
     """
     repo = open_repo()
     from seawall.operations.backup import backup  # after open_repo: see its docstring
 
+    parent_hint = repo.resolve_snapshot(delta_parent) if delta_parent else None
     with progress_display(Progress("backup")) as progress:
         result = backup(
             repo,
@@ -81,6 +101,8 @@ def backup_cmd(
             use_parent=not force,
             progress=progress,
             residency=residency,
+            tensors=not no_tensors,
+            delta_parent=parent_hint,
         )
     s, w, snap = result.stats, result.written, result.snapshot
     for path, why in result.stats.notes:
@@ -103,6 +125,9 @@ def backup_cmd(
         info(f"Dirs:   {s.dirs}")
         added, stored = human_bytes(w.bytes_added), human_bytes(w.stored_bytes)
         info(f"Added to the repository: {added} ({stored} stored)")
+        for how, (raw, packed) in sorted(w.encodings.items()):
+            if how != "generic":
+                info(f"  {how}: {human_bytes(raw)} stored in {human_bytes(packed)}")
         rate = s.bytes_read / result.duration if result.duration else 0
         info(
             f"processed {plural(s.files_new + s.files_changed + s.files_unmodified, 'file')}, "

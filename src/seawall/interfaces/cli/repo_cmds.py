@@ -15,6 +15,7 @@ from seawall.errors import UsageError
 from seawall.repository.lock import list_locks, remove_locks
 
 if TYPE_CHECKING:
+    from seawall.operations.inspect import Stored
     from seawall.operations.prune import PruneResult
     from seawall.repository.repo import Repository
 
@@ -407,9 +408,10 @@ def stats_cmd(as_json: bool) -> None:
     encrypted in packs.
     """
     repo = open_repo()
-    from seawall.operations.inspect import stats
+    from seawall.operations.inspect import stats, storage_report
 
     s = stats(repo)
+    report = storage_report(repo)
     im = repo.config.immutability
     if as_json:
         emit_json(
@@ -417,6 +419,17 @@ def stats_cmd(as_json: bool) -> None:
             | {"dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio}
             | {"region": repo.config.region}
             | {"immutability": im.to_json() if im else None}
+            | {
+                "snapshots_storage": [
+                    {
+                        "snapshot": r.snapshot.id.hex(),
+                        "time": r.snapshot.time,
+                        **_stored_json(r.total),
+                        "checkpoints": {p: _stored_json(c) for p, c in r.checkpoints.items()},
+                    }
+                    for r in report
+                ]
+            }
         )
         return
     click.echo(f"Region:         {repo.config.region or '(unlabelled)'}")
@@ -428,6 +441,30 @@ def stats_cmd(as_json: bool) -> None:
     click.echo(f"Stored:         {human_bytes(s.stored_bytes)} in {plural(s.packs, 'pack')}")
     click.echo(f"Deduplication:  {s.dedup_ratio:.2f}x")
     click.echo(f"Compression:    {s.compression_ratio:.2f}x")
+    if report:
+        click.echo(
+            "\nWhat each snapshot added (new stored bytes / its size; how its bytes are stored):"
+        )
+    for r in report:
+        click.echo(f"  {r.snapshot.short_id} {r.snapshot.time[:19]}  {_stored_line(r.total)}")
+        for path, cost in r.checkpoints.items():
+            click.echo(f"      {path}  {_stored_line(cost)}")
+
+
+def _stored_json(cost: Stored) -> dict[str, object]:
+    return {"original": cost.original, "stored": cost.stored, "by_how": cost.raw}
+
+
+def _stored_line(cost: Stored) -> str:
+    shares = ", ".join(
+        f"{how} {100 * n / cost.original:.0f}%"
+        for how, n in cost.raw.items()
+        if n and cost.original
+    )
+    return (
+        f"{human_bytes(cost.stored)} / {human_bytes(cost.original)} "
+        f"({100 * cost.ratio:.1f}%){': ' + shares if shares else ''}"
+    )
 
 
 @click.group()
