@@ -222,3 +222,29 @@ def test_damaged_checkpoints_are_stored_byte_exact(tmp_path: Path, damage: objec
     repo = new_repo(tmp_path)
     snap = backup(repo, [src]).snapshot
     assert sha256(restored(repo, snap, src, tmp_path / "out")) == sha256(src)
+
+
+def test_copy_keeps_checkpoints_compact_and_bit_identical(tmp_path: Path) -> None:
+    from seawall.operations.copy import copy
+
+    src = tmp_path / "src" / "model.safetensors"
+    src.parent.mkdir()
+    weights = {k: v for k, v in load_file(MINILM).items() if k.startswith("encoder.layer.3.")}
+    repo = new_repo(tmp_path)
+    for step in range(3):
+        weights = drift(weights, seed=step + 20)
+        save_file(weights, src)
+        backup(repo, [src])
+    target = Repository.init(
+        LocalStorage(tmp_path / "replica"), PASSWORD, kdf=FAST_KDF, chunker=CHUNKS
+    )
+    copy(reopen(repo), target)
+    target = reopen(target)
+    target.load_index()
+    assert target.index.bases, "the replica stores deltas too"
+    # The replica costs about what the source does, not the raw checkpoints.
+    source_size = sum(p.stat().st_size for p in (tmp_path / "repo").rglob("*") if p.is_file())
+    replica_size = sum(p.stat().st_size for p in (tmp_path / "replica").rglob("*") if p.is_file())
+    assert replica_size < 1.1 * source_size
+    snap = target.list_snapshots()[-1]
+    assert sha256(restored(target, snap, src, tmp_path / "out")) == sha256(src)

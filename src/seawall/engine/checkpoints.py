@@ -72,6 +72,17 @@ def float_width(tensor: Tensor) -> int:
     return WIDTH[tensor.dtype] if tensor.dtype in FLOATS else 0
 
 
+def float_widths(node: Node) -> dict[int, int]:
+    """Content index -> element width, for the blobs of a checkpoint node that hold
+    float tensors (copy and stats use it; a malformed field gives nothing)."""
+    out: dict[int, int] = {}
+    tensors = _tensors_of(node.checkpoint, len(node.content)) if node.checkpoint else None
+    for dtype, _shape, start, count in (tensors or {}).values():
+        if dtype in FLOATS:
+            out.update(dict.fromkeys(range(start, start + count), WIDTH[dtype]))
+    return out
+
+
 def describe(layout: Layout, counts: list[tuple[Tensor, int, int]]) -> dict[str, Any]:
     """``Node.checkpoint`` from the tensors' first content index and blob count."""
     return {

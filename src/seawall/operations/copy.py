@@ -68,6 +68,7 @@ from typing import Any
 
 import blake3
 
+from seawall.engine.checkpoints import float_widths
 from seawall.engine.progress import Progress
 from seawall.errors import (
     DamagedSnapshot,
@@ -79,8 +80,8 @@ from seawall.errors import (
     UsageError,
 )
 from seawall.repository.lock import Lock
-from seawall.repository.pack import DATA, TREE, PackedBlob
-from seawall.repository.repo import BlobWriter, Repository, WriteStats
+from seawall.repository.pack import DATA, DELTA, TREE, PackedBlob
+from seawall.repository.repo import BlobWriter, DeltaBase, Repository, WriteStats
 from seawall.repository.residency import residency_violation
 from seawall.repository.snapshot import DIR, FILE, Snapshot, decode_tree
 
@@ -263,6 +264,9 @@ class _Copier:
         self._lock = threading.Lock()
         self._trees: dict[bytes, bytes] = {}
         self._tree_bytes = 0
+        #: source data blob id -> element width, for pieces of float tensors: the
+        #: target stores them with the float transform (and deltas) as well
+        self.widths: dict[bytes, int] = {}
 
     def close(self) -> None:
         self.writer.close()
@@ -311,6 +315,7 @@ class _Copier:
             summary=dict(snap.summary),
             residency=snap.residency,
             original=_origin(snap),
+            asset=dict(snap.asset),
         )
         self.dst.save_snapshot(copy)
         if self.dst.load_snapshot(copy.id).tree != root:
@@ -391,6 +396,8 @@ class _Copier:
                 for bid in node.content:
                     if bid not in self.data_map:
                         needed[bid] = None
+                for i, width in float_widths(node).items():
+                    self.widths[node.content[i]] = width
             elif node.type == DIR and node.subtree is not None:
                 self._collect(node.subtree, needed)
 
@@ -421,7 +428,8 @@ class _Copier:
                     continue
                 tid = self.dst.blob_id(plain)
                 digest = blake3.blake3(plain).digest()
-                self.writer.add(DATA, plain, tid)
+                width = self.widths.get(blob.id, 0)
+                self.writer.add(DATA, plain, tid, width=width, base=self._base(blob, width))
                 with self._lock:
                     self.data_map[blob.id] = tid + digest
                     self.bytes_read += len(plain)
@@ -433,6 +441,19 @@ class _Copier:
         if damaged:
             raise _SourceDamaged(damaged[0] + (f" (and {len(damaged) - 1} more)"))
         return len(needed)
+
+    def _base(self, blob: PackedBlob, width: int) -> DeltaBase | None:
+        """For a source delta whose base is already copied: that base in the target,
+        so the target can store a delta too (a delta of the same bytes)."""
+        src_base = self.src.index.bases.get(blob.id) if width and blob.type == DELTA else None
+        with self._lock:
+            mapped = self.data_map.get(src_base) if src_base else None
+        if src_base is None or mapped is None:
+            return None
+        try:
+            return DeltaBase(mapped[:32], self.src.load_blob(src_base))
+        except SeawallError:
+            return None  # stored whole instead; the copy is still verified
 
     # --- phase 3: trees, bottom-up -----------------------------------------------------------
 

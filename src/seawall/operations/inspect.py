@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from seawall.engine.checkpoints import float_widths
 from seawall.engine.trees import find, load_tree, safe_name, walk
 from seawall.errors import UsageError
 from seawall.repository.pack import DELTA
@@ -192,13 +193,7 @@ def storage_report(repo: Repository) -> list[SnapshotStorage]:
 
 
 def _file_cost(repo: Repository, node: Node, seen: set[bytes]) -> Stored:
-    floats: set[int] = set()
-    try:
-        for _name, dtype, _shape, start, count in (node.checkpoint or {}).get("tensors", []):
-            if str(dtype).startswith(("F", "BF")):
-                floats.update(range(int(start), int(start) + int(count)))
-    except (TypeError, ValueError):
-        floats = set()  # a malformed informational field: counted as generic
+    floats = float_widths(node)
     cost = Stored(original=node.size)
     for i, bid in enumerate(node.content):
         loc = repo.index.lookup(bid)
