@@ -9,6 +9,7 @@ plaintext data.
 
     SeawallError (1)
     ├── UsageError (2)                  bad arguments or input from the user
+    │   └── PlanError (2)               the plan file is invalid (located messages)
     ├── RepositoryNotFound (10)         no repository at that location
     ├── RepositoryExists (1)            init over an existing repository
     ├── RepositoryLocked (11)           another process holds a conflicting lock
@@ -22,7 +23,13 @@ plaintext data.
     │   ├── ObjectRetained (1)          a delete refused: the object is under retention
     │   └── StorageFull (1)             no space left on the store
     ├── DamagedSnapshot (1)             restore finished but some files were damaged
+    ├── SourceError (1)                 an asset could not be captured or brought back
     ├── ResidencyViolation (1)          a snapshot's residency rule forbids that repository
+    ├── ChainExhausted (1)              every step of a fallback chain failed (seawall.degrade)
+    ├── AccessDenied (1)                the user's role or second factor does not allow it
+    │   └── NotAuthenticated (1)        no valid API token (or an unknown user)
+    ├── JobConflict (1)                 the same job is already running (seawall serve)
+    ├── AuditError (1)                  the audit log could not be appended to, or is damaged
     └── Cancelled (130)                 the operation was interrupted
 """
 
@@ -39,6 +46,15 @@ class SeawallError(Exception):
 
 class UsageError(SeawallError):
     exit_code = 2
+
+
+class PlanError(UsageError):
+    """The plan file is invalid. ``problems`` is one line per problem, each naming the
+    file, line and column, the field path and what is expected."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 class RepositoryNotFound(SeawallError):
@@ -110,6 +126,11 @@ class DamagedSnapshot(SeawallError):
         self.result = result
 
 
+class SourceError(SeawallError):
+    """A source failed: a dump exited with an error, a database refused, a restore target
+    exists. The message names the asset and never contains a secret."""
+
+
 class ResidencyViolation(SeawallError):
     """A snapshot may not be stored in a repository of another region.
 
@@ -119,6 +140,33 @@ class ResidencyViolation(SeawallError):
     def __init__(self, message: str, result: object = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class ChainExhausted(SeawallError):
+    """No step of a fallback chain gave an answer. ``reasons`` is (step, why) for each."""
+
+    def __init__(self, message: str, reasons: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+
+
+class AccessDenied(SeawallError):
+    """The control plane refused an operation: the user's role is too low, or a
+    destructive operation lacks a valid second factor (TOTP). Nothing was done."""
+
+
+class NotAuthenticated(AccessDenied):
+    """No valid API token was given (missing, malformed, unknown or rotated away)."""
+
+
+class JobConflict(SeawallError):
+    """A job of the same kind over the same assets is already running: overlapping
+    runs never start twice."""
+
+
+class AuditError(SeawallError):
+    """An entry could not be appended to the audit log (the operation itself may have
+    succeeded: the message says), or the log does not verify."""
 
 
 class Cancelled(SeawallError):

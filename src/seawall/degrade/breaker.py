@@ -128,10 +128,7 @@ class CircuitBreaker:
                 self._trials -= 1
 
     def _expire_cooldown(self) -> None:
-        if (
-            self._state is BreakerState.OPEN
-            and self._clock() - self._opened_at >= self.cooldown
-        ):
+        if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self.cooldown:
             self._move(BreakerState.HALF_OPEN)
 
     def _move(self, state: BreakerState) -> None:

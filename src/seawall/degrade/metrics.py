@@ -116,10 +116,6 @@ class DegradeMetrics:
                 family.add_metric([chain, step, state.value], float(state is current))
         yield family
 
-    def describe(self) -> Iterator[Metric]:
-        # Names only, so registering checks for clashes without reading any breaker.
-        yield GaugeMetricFamily("seawall_degrade_breaker_state", "", labels=["chain", "step"])
-
 
 class ChainMetrics:
     """The counters of one chain, bound to their labels so a request only increments."""

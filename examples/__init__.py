@@ -1,0 +1,1 @@
+"""Examples of using seawall (importable so the tests can run them)."""

@@ -1,0 +1,30 @@
+"""Graceful degradation for inference services: keep answering during an outage.
+
+A ``FallbackChain`` tries its steps in order (the primary model, cached
+predictions, a smaller model, a safe default), each with its own timeout and
+``CircuitBreaker``; every ``Answer`` says which step produced it. A
+``PredictionCache`` on disk is filled from the primary's answers;
+``load_drilled_model`` loads the newest model version that passed a seawall
+drill, verified by hash. ``DegradeMetrics`` exports it all to Prometheus.
+See docs/degrade.md.
+"""
+
+from seawall.degrade.breaker import BreakerState, CircuitBreaker
+from seawall.degrade.cache import PredictionCache, stable_key
+from seawall.degrade.chain import Answer, FallbackChain, NoAnswer, Step
+from seawall.degrade.metrics import DegradeMetrics
+from seawall.degrade.models import DrilledModel, load_drilled_model
+
+__all__ = [
+    "Answer",
+    "BreakerState",
+    "CircuitBreaker",
+    "DegradeMetrics",
+    "DrilledModel",
+    "FallbackChain",
+    "NoAnswer",
+    "PredictionCache",
+    "Step",
+    "load_drilled_model",
+    "stable_key",
+]
