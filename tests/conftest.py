@@ -13,6 +13,7 @@ from seawall.codec.chunker import ChunkerParams
 from seawall.repository.keys import KdfParams
 from seawall.repository.repo import Repository
 from seawall.storage import LocalStorage, MemoryStorage, Storage
+from tests.postgres import PgDatabase, new_database
 from tests.rest_server import RestServer, self_signed_cert
 from tests.s3_server import CLEARED_AWS_ENV, FAKE_AWS_ENV, MotoServer
 
@@ -138,3 +139,11 @@ def make_files(root: Path, files: dict[str, bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return root
+
+
+@pytest.fixture
+def pg_database() -> Iterator[PgDatabase]:
+    """A new database of this test's own on the local PostgreSQL (tests/postgres.py);
+    it and every database whose name starts with its name are dropped afterwards."""
+    with new_database() as db:
+        yield db

@@ -538,6 +538,157 @@ def vector_chunker() -> None:
     )
 
 
+# --- (h) float planes and deltas ------------------------------------------------------------------
+
+# seawall's plane compressor: zstd level 1 with 6 hash bits and 7-byte matches (section 6.1).
+PLANE_ZSTD = zstandard.ZstdCompressor(
+    compression_params=zstandard.ZstdCompressionParameters.from_level(1, hash_log=6, min_match=7)
+)
+SPECIAL_FP32 = [
+    0x7FC00000,  # quiet NaN
+    0x7F800001,  # signalling NaN with a payload
+    0xFFC00123,  # negative NaN with a payload
+    0x7F800000,  # +inf
+    0xFF800000,  # -inf
+    0x80000000,  # -0.0
+    0x00000001,  # smallest denormal
+    0x807FFFFF,  # largest negative denormal
+    0x7F7FFFFF,  # largest finite
+]
+
+
+def fp32_words(label: str, n: int, scale: float = 0.1) -> list[int]:
+    """``n`` weight-like fp32 bit patterns: BLAKE3-XOF uniforms in [-scale, scale), with the
+    special values first."""
+    raw = xof(label, 4 * n)
+    values = [
+        (int.from_bytes(raw[4 * i : 4 * i + 4], "little") / 2**32 - 0.5) * 2 * scale
+        for i in range(n)
+    ]
+    words = [struct.unpack("<I", struct.pack("<f", v))[0] for v in values]
+    return SPECIAL_FP32 + words[len(SPECIAL_FP32) :]
+
+
+def drift(words: list[int], label: str) -> list[int]:
+    """A "next checkpoint": each value below 1e38 times (1 + u), u uniform in [-1%, 1%)."""
+    raw = xof(label, 4 * len(words))
+    out = []
+    for i, w in enumerate(words):
+        (v,) = struct.unpack("<f", struct.pack("<I", w))
+        if abs(v) < 1e38:  # not NaN, infinite, or about to overflow
+            u = (int.from_bytes(raw[4 * i : 4 * i + 4], "little") / 2**32 - 0.5) * 0.02
+            w = struct.unpack("<I", struct.pack("<f", v * (1 + u)))[0]
+        out.append(w)
+    return out
+
+
+def to_bytes(words: list[int], width: int) -> bytes:
+    return b"".join(w.to_bytes(width, "little") for w in words)
+
+
+def rotl(word: int, bits: int, width: int) -> int:
+    size = 8 * width
+    return ((word << bits) | (word >> (size - bits))) & ((1 << size) - 1)
+
+
+def plane_section(words: list[int], width: int, rotate: int) -> tuple[bytes, list[int]]:
+    """Planes of the rotated words, each stored with zstd if that saves 1/32 of it; the modes."""
+    rotated = [rotl(w, rotate, width) for w in words]
+    out, modes = b"", []
+    for i in range(width):
+        plane = bytes((w >> (8 * i)) & 0xFF for w in rotated)
+        packed = PLANE_ZSTD.compress(plane)
+        if len(packed) < len(plane) - len(plane) // 32:
+            out += struct.pack("<BI", 1, len(packed)) + packed
+            modes.append(1)
+        else:
+            out += struct.pack("<BI", 0, len(plane)) + plane
+            modes.append(0)
+    return out, modes
+
+
+def residual(x: list[int], b: list[int], op: int, width: int) -> list[int]:
+    size = 8 * width
+    mask = (1 << size) - 1
+    if op == 1:  # XOR
+        return [a ^ c for a, c in zip(x, b, strict=True)]
+    out = []
+    for a, c in zip(x, b, strict=True):  # SUB: zigzag of the signed difference
+        d = (a - c) & mask
+        signed = d - (1 << size) if d >> (size - 1) else d
+        out.append(((signed << 1) ^ (signed >> (size - 1))) & mask)
+    return out
+
+
+def vector_floats() -> None:
+    fp32 = fp32_words("seawall float vector fp32", 1024)
+    fp32_next = drift(fp32, "seawall float vector drift")
+    bf16 = [w >> 16 for w in fp32[:512]]
+    bf16_next = [w >> 16 for w in fp32_next[:512]]
+    fp64 = [struct.unpack("<Q", struct.pack("<d", v))[0] for v in (0.5, -1.25, 1e-310, 3.0e300)]
+    fp64 += [0x7FF8000000000001, 0xFFF0000000000000, 0x8000000000000000, 0x3FB999999999999A]
+    fp8 = list(xof("seawall float vector fp8", 48))
+    cases: list[dict[str, Any]] = []
+
+    def planes_case(name: str, words: list[int], width: int, rotate: int) -> None:
+        section, modes = plane_section(words, width, rotate)
+        cases.append(
+            {
+                "name": name,
+                "flag": 2,
+                "width": width,
+                "rotate": rotate,
+                "plane_modes": modes,
+                "plaintext_hex": to_bytes(words, width).hex(),
+                "payload_hex": (bytes([2, width, rotate]) + section).hex(),
+            }
+        )
+
+    def delta_case(
+        name: str, words: list[int], base: list[int], width: int, op: int, rotate: int
+    ) -> None:
+        section, modes = plane_section(residual(words, base, op, width), width, rotate)
+        base_bytes = to_bytes(base, width)
+        base_id = blob_id(base_bytes)
+        cases.append(
+            {
+                "name": name,
+                "flag": 3,
+                "width": width,
+                "rotate": rotate,
+                "op": op,
+                "plane_modes": modes,
+                "base_id_hex": base_id.hex(),
+                "base_hex": base_bytes.hex(),
+                "plaintext_hex": to_bytes(words, width).hex(),
+                "payload_hex": (bytes([3]) + base_id + bytes([op, width, rotate]) + section).hex(),
+            }
+        )
+
+    planes_case("fp32 planes, rotate 1", fp32, 4, 1)
+    planes_case("bf16 planes, rotate 1", bf16, 2, 1)
+    planes_case("fp64 planes, rotate 0 (all planes raw)", fp64, 8, 0)
+    planes_case("1-byte words, rotate 3", fp8, 1, 3)
+    delta_case("fp32 delta, SUB, rotate 0", fp32_next, fp32, 4, 2, 0)
+    delta_case("bf16 delta, XOR, rotate 1", bf16_next, bf16, 2, 1, 1)
+    delta_case("bf16 delta, SUB, rotate 0", bf16_next, bf16, 2, 2, 0)
+    modes = {m for c in cases for m in c["plane_modes"]}
+    assert modes == {0, 1}, modes  # cover both plane modes
+    write(
+        "floats.json",
+        {
+            "description": "Float planes (flag 0x02) and delta (flag 0x03) payloads (format.md "
+            "sections 6.1 and 6.2): plaintext, base, and payload. Planes are stored with zstd "
+            "(level 1, hash_log 6, min_match 7) when that saves 1/32 of the plane, as seawall "
+            "writes them; fp32 values are BLAKE3-XOF uniforms in [-0.1, 0.1) after NaNs with "
+            "payloads, infinities, -0.0 and denormals, bf16 their top halves, the next "
+            "checkpoint each value below 1e38 times 1 + u, u uniform in [-1%, 1%). The base id is "
+            "the base's keyed blob id (id_key of subkeys.json).",
+            "cases": cases,
+        },
+    )
+
+
 def main() -> None:
     vector_keys()
     vector_ids()
@@ -546,6 +697,7 @@ def main() -> None:
     vector_index()
     vector_key_file()
     vector_chunker()
+    vector_floats()
 
 
 if __name__ == "__main__":

@@ -59,16 +59,20 @@ _PLANE_RAW = 0
 _PLANE_ZSTD = 1
 _PLANE_HEAD = struct.Struct("<BI")
 # Left rotation by word width, measured (benchmarks/float_codec.py): one bit
-# puts the whole fp32/bf16 exponent in the top plane; it changes nothing for
-# fp16 and a single plane, and a little for fp64.
-_ROTATE = {1: 0, 2: 1, 4: 1, 8: 1}
+# puts the whole fp32/bf16 exponent in the top plane, and changes nothing for
+# fp16; fp64 does better unrotated (its top byte is then the sign and seven
+# exponent bits, nearly constant), and a single plane cannot gain from it.
+_ROTATE = {1: 0, 2: 1, 4: 1, 8: 0}
 # Deltas: zigzag subtraction without rotation beat XOR for every dtype on
 # noise and on real training steps (benchmarks/float_codec.py).
 _DELTA_OP = floats.SUB
 _DELTA_ROTATE = 0
 # PLANES must beat the generic level-1 sample estimate by this factor, or the
-# generic encoding is computed as well and the smaller one kept.
+# generic encoding is computed as well and the smaller one kept; so must
+# PLANES below this ratio, where samples misjudge (long repeats) and zstd is
+# fast anyway. Trained weights are far from both.
 _PLANES_MARGIN = 0.97
+_HIGHLY_COMPRESSIBLE = 0.25
 # A delta must be estimated this much smaller than the plain tensor to be tried.
 _DELTA_MARGIN = 0.95
 BASE_ID_SIZE = 32
@@ -90,6 +94,13 @@ def _plane_compressor() -> zstandard.ZstdCompressor:
         params = zstandard.ZstdCompressionParameters.from_level(1, hash_log=6, min_match=7)
         c = _local.p = zstandard.ZstdCompressor(compression_params=params)
     return c
+
+
+def _scratch() -> floats.Scratch:
+    s: floats.Scratch | None = getattr(_local, "s", None)
+    if s is None:
+        s = _local.s = floats.Scratch()
+    return s
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
@@ -130,8 +141,17 @@ def _pack_planes(planes: floats.Planes) -> tuple[list[bytes | memoryview], bool]
     return parts, compressed
 
 
-def _plane_section(x: floats.Words, rotate: int) -> tuple[list[bytes | memoryview], bool]:
-    return _pack_planes(floats.split(floats.rotate_left(x, rotate)))
+def _plane_section(
+    x: floats.Words, rotate: int, owned: bool = False
+) -> tuple[list[bytes | memoryview], bool]:
+    """The plane section's parts (raw planes are views of this thread's
+    scratch: join them before the next transform) and whether any plane was
+    compressed. ``x`` is rotated in place if ``owned`` (never the caller's data)."""
+    scratch = _scratch()
+    if rotate:
+        out = x if owned else scratch.array("words", x.shape, x.dtype)
+        x = floats.rotate_left(x, rotate, out, scratch)
+    return _pack_planes(floats.split(x, scratch))
 
 
 def _planes_size(x: floats.Words, rotate: int) -> int:
@@ -169,7 +189,7 @@ def encode_tensor(data: bytes | memoryview, width: int) -> bytes:
     if not compressed:
         return encode(data)  # no plane shrank: the bytes as a whole may still
     payload = b"".join([bytes([PLANES, width, rotate]), *parts])
-    if len(data) > 2 * _SAMPLE:
+    if len(data) > 2 * _SAMPLE and len(payload) > len(data) * _HIGHLY_COMPRESSIBLE:
         sample = _sample(x)
         estimate = len(_compressors()[1].compress(sample.data)) / sample.nbytes * len(data)
         if len(payload) <= estimate * _PLANES_MARGIN:
@@ -199,8 +219,8 @@ def delta_payload(
     """A DELTA payload, whatever its size (:func:`encode_delta` chooses)."""
     _check_delta(data, base, base_id, width)
     floats.check_transform(width, rotate, len(data))
-    r = floats.residual(floats.words(data, width), floats.words(base, width), op)
-    parts, _compressed = _plane_section(r, rotate)
+    r = floats.residual(floats.words(data, width), floats.words(base, width), op, _scratch())
+    parts, _compressed = _plane_section(r, rotate, owned=True)
     return b"".join([bytes([DELTA]), base_id, bytes([op, width, rotate]), *parts])
 
 
@@ -217,7 +237,7 @@ def encode_delta(
     if len(data) > 2 * _SAMPLE:
         xs, bs = _sample(floats.words(data, width)), _sample(floats.words(base, width))
         tensor = _planes_size(xs, _ROTATE[width])
-        delta = _planes_size(floats.residual(xs, bs, _DELTA_OP), _DELTA_ROTATE)
+        delta = _planes_size(floats.residual(xs, bs, _DELTA_OP, _scratch()), _DELTA_ROTATE)
         if delta >= tensor * _DELTA_MARGIN:
             return None
         limit = tensor / xs.nbytes * len(data)
@@ -245,7 +265,7 @@ def decode(
     """Inverse of the encoders; ``raw_length`` bounds the output, and ``base``
     is the plaintext of the blob named by :func:`delta_base` (DELTA only).
     Stored data comes back as a slice of ``payload`` (no copy). ValueError
-    (or zstd's own error) for any malformed payload."""
+    for any malformed payload."""
     if not payload:
         raise ValueError("empty payload")
     flag = payload[0]
@@ -257,8 +277,7 @@ def decode(
         frame = payload[1:]
         if _content_size(frame) > raw_length:  # else zstd would allocate all it claims
             raise ValueError(f"zstd frame holds more than the blob's {raw_length} bytes")
-        out: bytes = _decompressor().decompress(frame, max_output_size=raw_length)
-        return out
+        return _unzstd(frame, raw_length)
     view = memoryview(payload)
     if flag == PLANES:
         if len(view) < 3:
@@ -285,6 +304,17 @@ def _content_size(frame: bytes | memoryview) -> int:
     except zstandard.ZstdError as err:
         raise ValueError(f"not a zstd frame: {err}") from None
     return size
+
+
+def _unzstd(frame: bytes | memoryview, limit: int) -> bytes:
+    """Exactly one zstd frame (nothing after it), of at most ``limit`` bytes."""
+    try:
+        out: bytes = _decompressor().decompress(
+            frame, max_output_size=limit, allow_extra_data=False
+        )
+    except zstandard.ZstdError as err:
+        raise ValueError(f"zstd frame does not decompress: {err}") from None
+    return out
 
 
 def _decode_words(
@@ -325,7 +355,7 @@ def _decode_words(
             raise ValueError(f"delta of {plane_size * width} bytes against a base of {len(base)}")
         size = plane_size
         if mode == _PLANE_ZSTD:
-            plane: bytes | memoryview = _decompressor().decompress(stored, max_output_size=size)
+            plane: bytes | memoryview = _unzstd(stored, size)
             if len(plane) != size:
                 raise ValueError("zstd plane shorter than it declares")
         else:
@@ -333,7 +363,9 @@ def _decode_words(
         planes.append(plane)
     if pos != len(view):
         raise ValueError("trailing bytes after the planes")
-    x = floats.rotate_right(floats.join(planes, width), rotate)
+    scratch = _scratch()
+    x = floats.join(planes, width, scratch)
+    x = floats.rotate_right(x, rotate, x, scratch)
     if base is not None:
-        x = floats.apply_residual(x, floats.words(base, width), op)
+        x = floats.apply_residual(x, floats.words(base, width), op, scratch)
     return x.view(np.uint8).data

@@ -50,32 +50,71 @@ def check_transform(width: int, rotate: int, length: int) -> None:
 
 
 def words(data: Bytes, width: int) -> Words:
-    """``data`` as a read-only array of little-endian words (a view, no copy)."""
+    """``data`` as an array of little-endian words (a view, no copy: the
+    transforms below never write to their inputs)."""
     return np.frombuffer(data, dtype=WORDS[width])
 
 
-def rotate_left(x: Words, bits: int) -> Words:
-    """Each word rotated left by ``bits`` within its width (a new array)."""
+class Scratch:
+    """Reusable work arrays for the transforms below: ``words`` (a rotated or
+    residual copy of the input), ``planes``, and ``tmp`` (inside one call).
+    A fresh array of a few MiB costs page faults that double the transforms'
+    time. Not thread-safe: one per thread."""
+
+    LIMIT = 8 * 1024 * 1024  # larger requests get fresh arrays: no pinned giants
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, npt.NDArray[np.uint8]] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        """An uninitialised array, valid until the next request for ``name``."""
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        if nbytes > self.LIMIT:
+            return np.empty(shape, dtype=dtype)
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < nbytes:
+            buf = self._buffers[name] = np.empty(max(nbytes, 1 << 20), dtype=np.uint8)
+        return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def _work(
+    scratch: Scratch | None, name: str, shape: tuple[int, ...], dtype: np.dtype[Any]
+) -> npt.NDArray[Any]:
+    return np.empty(shape, dtype=dtype) if scratch is None else scratch.array(name, shape, dtype)
+
+
+def rotate_left(
+    x: Words, bits: int, out: Words | None = None, scratch: Scratch | None = None
+) -> Words:
+    """Each word rotated left by ``bits`` within its width, into ``out`` (which
+    may be ``x``; by default a new array). With ``bits`` 0 this is ``x`` itself."""
+    size = 8 * x.dtype.itemsize
+    bits %= size
     if bits == 0:
         return x
-    size = 8 * x.dtype.itemsize
-    left: Words = np.left_shift(x, x.dtype.type(bits))
-    left |= np.right_shift(x, x.dtype.type(size - bits))
+    tmp = _work(scratch, "tmp", x.shape, x.dtype)
+    np.right_shift(x, x.dtype.type(size - bits), out=tmp)
+    left: Words = np.left_shift(x, x.dtype.type(bits), out=out)
+    left |= tmp
     return left
 
 
-def rotate_right(x: Words, bits: int) -> Words:
-    return rotate_left(x, (8 * x.dtype.itemsize - bits) % (8 * x.dtype.itemsize))
+def rotate_right(
+    x: Words, bits: int, out: Words | None = None, scratch: Scratch | None = None
+) -> Words:
+    return rotate_left(x, 8 * x.dtype.itemsize - bits, out, scratch)
 
 
-def split(x: Words) -> Planes:
+def split(x: Words, scratch: Scratch | None = None) -> Planes:
     """Byte planes, shape ``(width, n)``: row ``i`` holds byte ``i`` of every word."""
     width = x.dtype.itemsize
-    return np.ascontiguousarray(x.view(np.uint8).reshape(-1, width).T)
+    planes: Planes = _work(scratch, "planes", (width, x.size), np.dtype(np.uint8))
+    np.copyto(planes, x.view(np.uint8).reshape(-1, width).T)
+    return planes
 
 
-def join(planes: Sequence[Bytes], width: int) -> Words:
-    """Inverse of :func:`split`: ``width`` planes of equal length to words."""
+def join(planes: Sequence[Bytes], width: int, scratch: Scratch | None = None) -> Words:
+    """Inverse of :func:`split`: ``width`` planes of equal length to words (a new array)."""
     dtype = WORDS[width]
     rows = [np.frombuffer(p, dtype=np.uint8) for p in planes]
     if width == 1:
@@ -87,7 +126,7 @@ def join(planes: Sequence[Bytes], width: int) -> Words:
             out[:, i] = row
         return out.reshape(-1).view(dtype)
     acc = rows[0].astype(dtype)
-    tmp = np.empty_like(acc)
+    tmp = _work(scratch, "tmp", acc.shape, dtype)
     for i in range(1, width):
         np.copyto(tmp, rows[i], casting="unsafe")
         np.left_shift(tmp, dtype.type(8 * i), out=tmp)
@@ -95,35 +134,41 @@ def join(planes: Sequence[Bytes], width: int) -> Words:
     return acc
 
 
-def residual(x: Words, base: Words, op: int) -> Words:
+def residual(x: Words, base: Words, op: int, scratch: Scratch | None = None) -> Words:
     """What :func:`apply_residual` needs to rebuild ``x`` from ``base``.
 
     XOR: ``x ^ base``. SUB: the difference ``x - base`` modulo the word size,
     zigzag-coded (0, -1, 1, -2 ... map to 0, 1, 2, 3 ...) so that small
     steps either way have zero high bytes.
     """
+    out = _work(scratch, "words", x.shape, x.dtype)
     if op == XOR:
-        return np.bitwise_xor(x, base)
+        np.bitwise_xor(x, base, out=out)
+        return out
     if op == SUB:
-        d = np.subtract(x, base).view(_SIGNED[x.dtype.itemsize])
-        sign = np.right_shift(d, 8 * x.dtype.itemsize - 1)  # arithmetic: 0 or -1
+        np.subtract(x, base, out=out)
+        d = out.view(_SIGNED[x.dtype.itemsize])
+        sign = _work(scratch, "tmp", d.shape, d.dtype)
+        np.right_shift(d, 8 * x.dtype.itemsize - 1, out=sign)  # arithmetic: 0 or -1
         np.left_shift(d, 1, out=d)
         d ^= sign
-        return d.view(x.dtype)
+        return out
     raise ValueError(f"unknown delta operation {op}")
 
 
-def apply_residual(r: Words, base: Words, op: int) -> Words:
-    """Inverse of :func:`residual`; may reuse ``r``'s memory."""
+def apply_residual(r: Words, base: Words, op: int, scratch: Scratch | None = None) -> Words:
+    """Inverse of :func:`residual`, in place in ``r``."""
     if op == XOR:
         r ^= base
         return r
     if op == SUB:
         one = r.dtype.type(1)
-        sign = np.bitwise_and(r, one).view(_SIGNED[r.dtype.itemsize])
-        np.negative(sign, out=sign)  # 0 or -1: all ones
+        sign = _work(scratch, "tmp", r.shape, r.dtype)
+        np.bitwise_and(r, one, out=sign)
+        signed = sign.view(_SIGNED[r.dtype.itemsize])
+        np.negative(signed, out=signed)  # 0 or -1: all ones
         np.right_shift(r, one, out=r)
-        r ^= sign.view(r.dtype)
+        r ^= sign
         r += base
         return r
     raise ValueError(f"unknown delta operation {op}")

@@ -33,6 +33,8 @@ class CheckResult:
     #: wrote, name -> "deleted", "overwritten" (an intact version is retained:
     #: `repair versions` puts it back) or "lost" (none is)
     touched: dict[str, str] = field(default_factory=dict)
+    #: pack id (hex) -> what is wrong with it: missing, wrong size, corrupted, unreadable
+    damaged_packs: dict[str, str] = field(default_factory=dict)
     snapshots: int = 0
     packs: int = 0
     blobs: int = 0
@@ -99,11 +101,13 @@ class _Checker:
             have = stored.get(pack_id)
             if have is None:
                 r.errors.append(f"pack {pack_id.hex()[:12]} is missing")
+                r.damaged_packs[pack_id.hex()] = "missing"
                 missing_packs.add(pack_no)
             elif have != size:
                 r.errors.append(
                     f"pack {pack_id.hex()[:12]} has {have} bytes, the index says {size}"
                 )
+                r.damaged_packs[pack_id.hex()] = f"has {have} bytes, the index says {size}"
         if missing_packs:
             for row in entries:
                 if int(row["pack"]) in missing_packs:
@@ -140,6 +144,7 @@ class _Checker:
             self.result.errors.append(
                 f"pack {pack_id.hex()[:12]} does not match its name: it is corrupted"
             )
+            self.result.damaged_packs[pack_id.hex()] = "corrupted"
         try:
             _salt, header = parse_tail(self.repo.key.encryption_key, data, len(data))
             # Subset, not equality: the index keeps one location per blob, and a blob
@@ -155,6 +160,7 @@ class _Checker:
 
     def _pack_failed(self, pack_id: bytes, blobs: list[PackedBlob], why: str) -> None:
         self.result.errors.append(f"pack {pack_id.hex()[:12]} {why}")
+        self.result.damaged_packs[pack_id.hex()] = why
         for b in blobs:
             self.bad_blobs[b.id] = f"its pack {why}"
 

@@ -243,6 +243,33 @@ def copy(
     return result
 
 
+def copy_contents(
+    src: Repository,
+    dst: Repository,
+    snapshots: list[Snapshot],
+    *,
+    progress: Progress | None = None,
+    verify: bool = True,
+    workers: int = 4,
+) -> dict[bytes, bytes | str]:
+    """Store in ``dst`` every tree and data blob of each of ``snapshots`` (of ``src``)
+    that ``dst`` lacks, as copy does, but write no snapshot: for each, the id of its
+    root tree in ``dst``, or why its source data could not be read. The caller holds
+    the locks and has loaded both indexes. A snapshot copied back into the repository
+    it was copied from gets its original trees again (``repair heal`` relies on it)."""
+    copier = _Copier(src, dst, progress or Progress("copy"), workers)
+    out: dict[bytes, bytes | str] = {}
+    try:
+        for snap in snapshots:
+            try:
+                out[snap.id] = copier.copy_content(snap, None, verify=verify)[0]
+            except _SourceDamaged as err:
+                out[snap.id] = str(err)
+    finally:
+        copier.close()
+    return out
+
+
 class _Copier:
     """Copies snapshots one by one, sharing one writer and one id map across them."""
 
@@ -289,19 +316,7 @@ class _Copier:
         *,
         verify: bool,
     ) -> CopiedSnapshot:
-        self.progress.start(f"copy {snap.short_id}")
-        self._trees.clear()  # a snapshot that failed may have left some
-        self._tree_bytes = 0
-        if reference is not None:
-            self._learn(reference[0].tree, reference[1].tree)
-        needed: dict[bytes, None] = {}  # data blobs to read, in first-use order
-        self._collect(snap.tree, needed)
-        read = self._copy_data(list(needed))
-        root = self._copy_tree(snap.tree)
-        self.writer.flush()
-        verified = self._verify(snap.tree, root) if verify else 0
-        self._trees.clear()
-        self._tree_bytes = 0
+        root, read, verified = self.copy_content(snap, reference, verify=verify)
         copy = Snapshot(
             time=snap.time,
             tree=root,
@@ -321,6 +336,27 @@ class _Copier:
         if self.dst.load_snapshot(copy.id).tree != root:
             raise IntegrityError(f"the copy of snapshot {snap.short_id} does not read back")
         return CopiedSnapshot(snap, copy, read, verified)
+
+    def copy_content(
+        self, snap: Snapshot, reference: tuple[Snapshot, Snapshot] | None, *, verify: bool
+    ) -> tuple[bytes, int, int]:
+        """Store every tree and data blob of ``snap`` the target lacks, flushed and
+        (``verify``) read back: (the root tree's id in the target, data blobs read,
+        bytes verified). No snapshot is written."""
+        self.progress.start(f"copy {snap.short_id}")
+        self._trees.clear()  # a snapshot that failed may have left some
+        self._tree_bytes = 0
+        if reference is not None:
+            self._learn(reference[0].tree, reference[1].tree)
+        needed: dict[bytes, None] = {}  # data blobs to read, in first-use order
+        self._collect(snap.tree, needed)
+        read = self._copy_data(list(needed))
+        root = self._copy_tree(snap.tree)
+        self.writer.flush()
+        verified = self._verify(snap.tree, root) if verify else 0
+        self._trees.clear()
+        self._tree_bytes = 0
+        return root, read, verified
 
     # --- phase 0: what earlier copies tell ----------------------------------------------------
 
@@ -559,4 +595,4 @@ class _Copier:
         return verified
 
 
-__all__ = ["CopiedSnapshot", "CopyResult", "copy"]
+__all__ = ["CopiedSnapshot", "CopyResult", "copy", "copy_contents"]

@@ -6,6 +6,11 @@ its lock, then lists the others: if a conflicting live lock exists it removes
 its own and fails, so two racing processes can both fail but never both win.
 A holder refreshes its lock every few minutes; a lock not refreshed for
 ``STALE_AFTER`` seconds, or held by a dead process on this host, is stale.
+
+A lock may name a ``purpose`` (e.g. ``audit``): such locks exclude only each
+other, whatever ``exclusive`` says, and are ignored by the repository's own
+locks (and they ignore them), so a short critical section such as appending
+to the audit log never blocks a backup or a prune, nor is blocked by one.
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ class LockInfo:
     pid: int
     username: str
     time: float
+    #: "" for the repository's locks; else a lock that excludes only its own purpose
+    purpose: str = ""
 
     def describe(self) -> str:
-        kind = "exclusive" if self.exclusive else "shared"
+        kind = self.purpose or ("exclusive" if self.exclusive else "shared")
         age = time.time() - self.time
         return (
             f"{kind} lock {self.id[:8]} held by PID {self.pid} on {self.hostname} "
@@ -61,14 +68,15 @@ class LockInfo:
         return False
 
 
-def _doc(exclusive: bool) -> dict[str, Any]:
-    return {
+def _doc(exclusive: bool, purpose: str) -> dict[str, Any]:
+    doc = {
         "exclusive": exclusive,
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "username": getpass.getuser(),
         "time": time.time(),
     }
+    return {**doc, "purpose": purpose} if purpose else doc
 
 
 def list_locks(repo: Repository) -> list[LockInfo]:
@@ -83,6 +91,7 @@ def list_locks(repo: Repository) -> list[LockInfo]:
                 int(doc["pid"]),
                 str(doc["username"]),
                 float(doc["time"]),
+                str(doc.get("purpose", "")),
             )
         except ObjectNotFound:
             continue  # released while we listed
@@ -97,10 +106,11 @@ def list_locks(repo: Repository) -> list[LockInfo]:
 class Lock:
     """A held lock; use as a context manager. Refreshes itself in a thread."""
 
-    def __init__(self, repo: Repository, exclusive: bool) -> None:
+    def __init__(self, repo: Repository, exclusive: bool, *, purpose: str = "") -> None:
         self.repo = repo
         self.exclusive = exclusive
-        self._id = repo.save_object("locks", json.dumps(_doc(exclusive)).encode())
+        self.purpose = purpose
+        self._id = repo.save_object("locks", json.dumps(_doc(exclusive, purpose)).encode())
         try:
             self._check_conflicts()
         except BaseException:
@@ -112,9 +122,9 @@ class Lock:
 
     def _check_conflicts(self) -> None:
         for other in list_locks(self.repo):
-            if other.id == self._id.hex() or other.is_stale():
+            if other.id == self._id.hex() or other.is_stale() or other.purpose != self.purpose:
                 continue
-            if self.exclusive or other.exclusive:
+            if self.exclusive or other.exclusive or self.purpose:
                 raise RepositoryLocked(
                     f"the repository is locked: {other.describe()}. Wait for it to finish; "
                     "if that process is gone, run `seawall unlock`"
@@ -123,7 +133,8 @@ class Lock:
     def _refresh_loop(self) -> None:
         while not self._stop.wait(REFRESH_EVERY):
             try:
-                new_id = self.repo.save_object("locks", json.dumps(_doc(self.exclusive)).encode())
+                doc = _doc(self.exclusive, self.purpose)
+                new_id = self.repo.save_object("locks", json.dumps(doc).encode())
                 self._delete(self._id)
                 self._id = new_id
             except SeawallError:

@@ -13,15 +13,25 @@ memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+import io
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from seawall.engine.archiver import Entry, PathEntry, StreamEntry
+from seawall.errors import UsageError
 
-__all__ = ["Captured", "Entry", "PathEntry", "Source", "StreamEntry"]
+__all__ = [
+    "Captured",
+    "Entry",
+    "PathEntry",
+    "Source",
+    "StreamEntry",
+    "bytes_entry",
+    "refuse_unknown_options",
+]
 
 
 @dataclass
@@ -34,6 +44,8 @@ class Captured:
     consistency: dict[str, Any] = field(default_factory=dict)
     #: links to other assets of the same group (e.g. a model version's dataset)
     lineage: dict[str, Any] = field(default_factory=dict)
+    #: patterns of files to leave out below the path entries (the archiver's excludes)
+    excludes: list[str] = field(default_factory=list)
 
 
 class Source(Protocol):
@@ -57,3 +69,24 @@ class Source(Protocol):
         report (what was created where). Never overwrites a live target unless
         an option says so explicitly."""
         ...
+
+
+def refuse_unknown_options(options: Mapping[str, str], known: Mapping[str, str], kind: str) -> None:
+    """Raise UsageError for an option the source does not take (``known``: name -> help)."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        takes = "; ".join(f"{k}: {v}" for k, v in known.items()) or "none"
+        raise UsageError(
+            f"a {kind} asset takes no restore option {', '.join(map(repr, unknown))} "
+            f"(its options: {takes})"
+        )
+
+
+def bytes_entry(dest: str, data: bytes, mode: int = 0o600) -> StreamEntry:
+    """A small generated file (facts, a variables file) as an entry at ``dest``."""
+
+    @contextmanager
+    def opener() -> Iterator[BinaryIO]:
+        yield io.BytesIO(data)
+
+    return StreamEntry(dest, opener, mode)

@@ -38,6 +38,10 @@ class Settings:
         self.password_file: str | None = None
         self.quiet = False
         self.s3_endpoint: str | None = None
+        #: a plan's password_env: the variable holding the password (after --password-file)
+        self.password_env: str | None = None
+        #: called with each repository the command opens or creates (the audit log's hook)
+        self.on_open: list[Callable[[Repository], None]] = []
 
 
 #: The --s3-endpoint option, before the command name (main.py) or after it (repo_options).
@@ -120,9 +124,17 @@ def open_repo_storage() -> Storage:
 
 
 def read_password(*, confirm: bool = False, prompt: str = "repository password") -> str:
-    """From --password-file, $SEAWALL_PASSWORD_FILE, $SEAWALL_PASSWORD, or a terminal prompt."""
-    path = settings().password_file or os.environ.get("SEAWALL_PASSWORD_FILE")
-    if path:
+    """From --password-file, $SEAWALL_PASSWORD_FILE, $SEAWALL_PASSWORD, or a terminal prompt
+    (a plan's password_file or password_env comes right after --password-file)."""
+    path = settings().password_file
+    variable = settings().password_env
+    if not path and variable:
+        if not os.environ.get(variable):
+            raise UsageError(
+                f"the plan reads the repository password from ${variable}, which is not set"
+            )
+        password = os.environ[variable]
+    elif path := path or os.environ.get("SEAWALL_PASSWORD_FILE"):
         try:
             password = Path(path).read_text().rstrip("\r\n")
         except OSError as err:
@@ -159,10 +171,17 @@ def open_repo() -> Repository:
 
         repo = Repository(storage, *unlocking.result())
     repo.notes[:0] = notes
+    repository_opened(repo)
     # Warnings the repository collected (e.g. data read from an older retained
     # version), shown once the command is done, whether it failed or not.
     click.get_current_context().call_on_close(lambda: _show_warnings(repo))
     return repo
+
+
+def repository_opened(repo: Repository) -> None:
+    """Tell the hooks (``Settings.on_open``) of a repository the command opened or made."""
+    for hook in settings().on_open:
+        hook(repo)
 
 
 def _show_warnings(repo: Repository) -> None:

@@ -22,6 +22,7 @@ from .common import (
     plural,
     progress_display,
     repo_options,
+    repository_opened,
     settings,
 )
 
@@ -57,12 +58,14 @@ def _open_target(location: str, password_file: str | None, s3_endpoint: str | No
 
     storage = open_storage(location, s3_endpoint=s3_endpoint or settings().s3_endpoint)
     try:
-        return Repository.open(storage, _target_password(password_file))
+        repo = Repository.open(storage, _target_password(password_file))
     except WrongPassword:
         raise WrongPassword(
             f"no key of the target repository at {storage.location} opens with that password; "
             "check SEAWALL_TO_PASSWORD / SEAWALL_TO_PASSWORD_FILE / --to-password-file"
         ) from None
+    repository_opened(repo)
+    return repo
 
 
 @click.command("copy", short_help="Copy snapshots into another repository.")

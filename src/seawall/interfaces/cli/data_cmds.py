@@ -6,11 +6,15 @@ import os
 import stat as statmod
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from seawall.engine.progress import Progress
 from seawall.errors import DamagedSnapshot
+
+if TYPE_CHECKING:
+    from seawall.repository.snapshot import Snapshot
 
 from .common import (
     emit_json,
@@ -30,7 +34,15 @@ PARTIAL_BACKUP = 3
 
 @click.command("backup")
 @repo_options
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--plan",
+    "plan_file",
+    metavar="PLAN",
+    type=click.Path(dir_okay=False),
+    help="Back up every asset of the plan file PLAN as one snapshot group, into the plan's "
+    "repository (instead of PATHS).",
+)
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the snapshot (repeatable).")
 @click.option(
     "-e",
@@ -67,6 +79,7 @@ PARTIAL_BACKUP = 3
 @json_option
 def backup_cmd(
     paths: tuple[str, ...],
+    plan_file: str | None,
     tags: tuple[str, ...],
     excludes: tuple[str, ...],
     host: str | None,
@@ -86,7 +99,23 @@ def backup_cmd(
     recognised by content) are split at tensor boundaries, float tensors are
     compressed with a byte-grouping transform, and a checkpoint that
     changed a little is stored as a lossless delta of its parent.
+
+    With --plan, every asset of the plan (files, databases, an MLflow
+    registry, config and secrets, the environment) is captured at its own
+    consistency point into one snapshot group; see `seawall plan check`.
     """
+    if plan_file:
+        if paths or tags or excludes or residency or force or delta_parent or no_tensors:
+            raise click.UsageError(
+                "--plan backs up the plan's assets as the plan says: give no PATHS, --tag, "
+                "--exclude, --residency, --force, --delta-parent or --no-tensors"
+            )
+        from .plan_cmds import backup_with_plan
+
+        backup_with_plan(plan_file, host, as_json)
+        return
+    if not paths:
+        raise click.UsageError("Missing argument 'PATHS...' (or --plan PLAN).")
     repo = open_repo()
     from seawall.operations.backup import backup  # after open_repo: see its docstring
 
@@ -171,6 +200,8 @@ def snapshots_cmd(tags: tuple[str, ...], host: str | None, as_json: bool) -> Non
                     "summary": s.summary,
                     "residency": s.residency,
                     "original": s.original.hex() if s.original else None,
+                    # a plan asset's name, kind, group, consistency point and lineage
+                    "asset": s.asset,
                 }
                 for s in snaps
             ]
@@ -216,6 +247,8 @@ def ls_cmd(snapshot: str, path: str, long_: bool, as_json: bool) -> None:
             ]
         )
         return
+    for line in _asset_lines(snap):
+        click.echo(line)
     for p, n in rows:
         if long_:
             when = datetime.fromtimestamp(n.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
@@ -227,6 +260,28 @@ def ls_cmd(snapshot: str, path: str, long_: bool, as_json: bool) -> None:
             )
         else:
             click.echo(p)
+
+
+def _asset_lines(snap: Snapshot) -> list[str]:
+    """For a snapshot of a plan's asset: what it is, and each model version's lineage."""
+    a = snap.asset
+    if not a:
+        return []
+    lines = [
+        f"asset {a.get('name')} ({a.get('kind')}) of group {str(a.get('group', ''))[:8]}, "
+        f"captured {local_time(a['captured_at']) if a.get('captured_at') else '?'}"
+    ]
+    for v in a.get("lineage", {}).get("model_versions", []):
+        links = [
+            f"{what} " + ", ".join(f"{name} {sid[:8]}" for name, sid in v.get(key, {}).items())
+            for what, key in (("datasets", "datasets"), ("environment", "environment"))
+            if v.get(key)
+        ]
+        lines.append(
+            f"model {v.get('name')} version {v.get('version')} (run {v.get('run_id')}): "
+            + ("; ".join(links) or "no dataset or environment in its group")
+        )
+    return lines
 
 
 @click.command("diff")
@@ -256,15 +311,15 @@ def diff_cmd(snapshot1: str, snapshot2: str, as_json: bool) -> None:
     )
 
 
-@click.command("restore", short_help="Restore a snapshot into a directory.")
+@click.command("restore", short_help="Restore a snapshot, or a plan's assets, into a directory.")
 @repo_options
-@click.argument("snapshot")
+@click.argument("snapshot", required=False)
 @click.option(
     "-t",
     "--target",
-    required=True,
+    # required, but checked after SNAPSHOT so a bare `restore` asks for SNAPSHOT first
     type=click.Path(file_okay=False),
-    help="Directory to restore into; snapshot paths are recreated below it.",
+    help="Directory to restore into (required); snapshot paths are recreated below it.",
 )
 @click.option(
     "-i",
@@ -274,14 +329,70 @@ def diff_cmd(snapshot1: str, snapshot2: str, as_json: bool) -> None:
     metavar="PATH",
     help="Restore only PATH (as stored in the snapshot, e.g. /data/models) (repeatable).",
 )
+@click.option(
+    "--plan",
+    "plan_file",
+    metavar="PLAN",
+    type=click.Path(dir_okay=False),
+    help="Restore the assets of a snapshot group of the plan PLAN (instead of SNAPSHOT), "
+    "each into TARGET/ASSET/.",
+)
+@click.option("--asset", metavar="NAME", help="With --plan: only this asset.")
+@click.option(
+    "--at",
+    metavar="TIME|ID",
+    help="With --plan: the newest group at or before TIME (ISO 8601, local time unless it "
+    "names a zone), or the group of a group or snapshot id (default: the newest group).",
+)
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="ASSET.KEY=VALUE",
+    help="With --plan: a restore option for one asset, e.g. features.database=features_copy "
+    "(repeatable; docs/plan.md lists each kind's options).",
+)
 @json_option
-def restore_cmd(snapshot: str, target: str, includes: tuple[str, ...], as_json: bool) -> None:
+def restore_cmd(
+    snapshot: str | None,
+    target: str | None,
+    includes: tuple[str, ...],
+    plan_file: str | None,
+    asset: str | None,
+    at: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Restore SNAPSHOT ('latest', an id or a unique prefix) into --target.
 
     Every byte is verified against its hash as it is written. If some data is
     missing or damaged, every healthy file is still restored, the damaged
     ones are listed, and the command exits 1.
+
+    With --plan, the newest complete snapshot group (or the one --at names)
+    is restored: each asset into TARGET/ASSET/, then brought back by its kind
+    (a new database, secrets owner-only, a requirements file and how this
+    machine differs...). Nothing existing is overwritten.
     """
+    missing_target = click.UsageError("Missing option '-t' / '--target'.")
+    if plan_file:
+        if not target:
+            raise missing_target
+        if snapshot or includes:
+            raise click.UsageError(
+                "--plan restores a snapshot group: give no SNAPSHOT or --include"
+            )
+        from .plan_cmds import restore_with_plan
+
+        restore_with_plan(plan_file, target, asset, at, options, as_json)
+        return
+    if asset or at or options:
+        raise click.UsageError("--asset, --at and --option go with --plan")
+    if not snapshot:
+        raise click.UsageError("Missing argument 'SNAPSHOT' (or --plan PLAN).")
+    if not target:
+        raise missing_target
     repo = open_repo()
     from seawall.operations.restore import restore
 

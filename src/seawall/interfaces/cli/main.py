@@ -15,7 +15,18 @@ import click
 from seawall import __version__
 from seawall.engine.memory import tune_allocator
 from seawall.errors import SeawallError
-from seawall.interfaces.cli import copy_cmds, data_cmds, immutable_cmds, repo_cmds, server_cmds
+from seawall.interfaces.cli import (
+    audited,
+    control_cmds,
+    copy_cmds,
+    data_cmds,
+    drill_cmds,
+    immutable_cmds,
+    plan_cmds,
+    repo_cmds,
+    server_cmds,
+    verify_cmds,
+)
 from seawall.interfaces.cli.common import S3_ENDPOINT_HELP, Settings, echo_err
 
 PARTIAL_BACKUP = 3
@@ -72,9 +83,16 @@ for command in (
     *data_cmds.COMMANDS,
     *copy_cmds.COMMANDS,
     *server_cmds.COMMANDS,
+    *verify_cmds.COMMANDS,
+    *plan_cmds.COMMANDS,
+    *drill_cmds.COMMANDS,
+    *control_cmds.COMMANDS,
 ):
     cli.add_command(command)
 repo_cmds.repair.add_command(immutable_cmds.repair_versions_cmd)
+repo_cmds.repair.add_command(drill_cmds.repair_heal_cmd)
+# Last: the commands that change something append to the audit log (audited.py).
+audited.install(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,6 +30,7 @@ from .common import (
     progress_display,
     read_password,
     repo_options,
+    repository_opened,
     warn,
 )
 
@@ -84,6 +85,7 @@ def init(region: str, immutable_days: int | None, lock_mode: str) -> None:
     repo = Repository.init(
         storage, read_password(confirm=True), region=region, immutability=immutability
     )
+    repository_opened(repo)
     labelled = f" (region {repo.config.region})" if repo.config.region else ""
     info(f"created seawall repository {repo.config.id[:10]} at {storage.location}{labelled}")
     if immutability is not None:

@@ -69,22 +69,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(
-    root: Path,
-    listen: str,
-    *,
-    tokens: list[str] | None,
-    append_only: bool,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    access_log: bool = False,
-    max_object_size: int = MAX_OBJECT_SIZE,
-    ready: Callable[[str], None] = print,
-) -> None:
-    """Serve the directory ``root`` until interrupted. ``ready`` gets the server's URL."""
-    import uvicorn
-
-    host, port = parse_listen(listen)
+def check_tls(tls_cert: str | None, tls_key: str | None) -> None:
+    """Refuse half a TLS setup, or a certificate and key that do not load together."""
     if bool(tls_cert) != bool(tls_key):
         raise UsageError("TLS needs both --tls-cert and --tls-key")
     if tls_cert and tls_key:
@@ -94,14 +80,11 @@ def serve(
             raise UsageError(
                 f"cannot load the TLS certificate {tls_cert} with its key {tls_key}: {err}"
             ) from None
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot use {root} as the repository directory: {err}") from None
 
-    app = create_app(
-        LocalStorage(root), tokens=tokens, append_only=append_only, max_object_size=max_object_size
-    )
+
+def bind(listen: str, *, tls: bool) -> tuple[socket.socket, str]:
+    """A listening socket for ``listen`` (port 0: a free one) and its real URL."""
+    host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         af, kind, proto, _name, address = socket.getaddrinfo(
@@ -118,7 +101,35 @@ def serve(
     sock.set_inheritable(False)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    url = f"{'https' if tls_cert else 'http'}://{shown}:{bound_port}/"
+    return sock, f"{'https' if tls else 'http'}://{shown}:{bound_port}/"
+
+
+def serve(
+    root: Path,
+    listen: str,
+    *,
+    tokens: list[str] | None,
+    append_only: bool,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    access_log: bool = False,
+    max_object_size: int = MAX_OBJECT_SIZE,
+    ready: Callable[[str], None] = print,
+) -> None:
+    """Serve the directory ``root`` until interrupted. ``ready`` gets the server's URL."""
+    import uvicorn
+
+    parse_listen(listen)
+    check_tls(tls_cert, tls_key)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot use {root} as the repository directory: {err}") from None
+
+    app = create_app(
+        LocalStorage(root), tokens=tokens, append_only=append_only, max_object_size=max_object_size
+    )
+    sock, url = bind(listen, tls=bool(tls_cert))
     config = uvicorn.Config(
         app,
         ssl_certfile=tls_cert,
