@@ -183,6 +183,7 @@ class Archiver:
 
     def archive(self, paths: list[Path], parent_tree: bytes | None) -> bytes:
         """Store ``paths`` (absolute) as one tree rooted at "/"; return its id."""
+        self._parents.fall_back_to(parent_tree)
         virtual: dict[str, dict] = {}  # type: ignore[type-arg]
         for path in paths:
             level = virtual
@@ -201,6 +202,7 @@ class Archiver:
         owner-only permissions. ``parent_tree`` (the same asset's previous
         tree) lets unchanged files on disk be reused without reading them.
         """
+        self._parents.fall_back_to(parent_tree)
         root: dict[str, Any] = {}
         for entry in entries:
             parts = [p for p in entry.dest.split("/") if p]

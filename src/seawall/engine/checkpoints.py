@@ -9,9 +9,9 @@ records) is chunked as usual.
 
 The file's node records which blobs hold which tensor (``Node.checkpoint``),
 so a later checkpoint of the same model can find its *parent*: the same
-path in the parent snapshot (or in the snapshot given with
-``--delta-parent``), else the newest earlier checkpoint seen with the same
-tensor names, dtypes and shapes. Each float piece may then be stored as a
+path in the parent snapshot, else the newest earlier checkpoint with the same
+tensor names, dtypes and shapes seen in this backup, else one in the parent
+snapshot (or in the snapshot given with ``--delta-parent``). Each float piece may then be stored as a
 delta of the parent's matching piece (repository/repo.py decides whether
 that is smaller, and bounds the chain).
 """
@@ -145,6 +145,11 @@ class Parents:
         self._hint_walked = False
         self._by_signature: dict[bytes, list[tuple[int, _Known]]] = {}
         self._lock = threading.Lock()
+
+    def fall_back_to(self, tree_id: bytes | None) -> None:
+        """Take parents from this tree (the parent snapshot's) when no hint was given."""
+        if self._hint_tree is None:
+            self._hint_tree = tree_id
 
     def remember(
         self,

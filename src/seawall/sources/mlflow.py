@@ -3,15 +3,16 @@
 **Capture.** The backend database is fixed first, at one instant (SQLite:
 the online backup API, into the stage; PostgreSQL: a REPEATABLE READ
 transaction whose exported snapshot pg_dump dumps), then the artifact store
-is listed and read. MLflow writes a run's or a model version's artifacts
-before anyone can point at them and never changes them afterwards, so
-everything the fixed database names is already in the store when it is
-listed: the snapshot holds every artifact of every run and model version it
-holds. Runs logged later add files the database does not know, which are
-harmless. Each artifact's sha256 is taken while the archiver reads it, and
-a manifest of the registry as captured (``registry.jsonl``, see
-mlflow_registry) is written from the fixed database last, so a drill can
-compare a restored server with the capture without the source server.
+is listed and read. MLflow writes an artifact once and never changes it, so
+the listing, taken after that instant, holds every artifact that existed at
+it: each run and model version of the snapshot comes with every artifact it
+had (a run finished by then, all of them). Files logged after the instant
+are extra, and harmless. Each artifact's sha256 is taken while the archiver
+reads it, and a manifest of the registry as captured (``registry.jsonl``,
+see mlflow_registry) is written from the fixed database last, so a drill
+can compare a restored server with the capture without the source server.
+An artifact deleted between the listing and its reading (``mlflow gc``
+running) fails the backup, which can simply run again.
 
 The asset's tree::
 
@@ -117,6 +118,10 @@ class MlflowSource:
 
     @contextmanager
     def capture(self, stage: Path) -> Iterator[Captured]:
+        """Fix the database, list the artifacts, and give them as entries with the facts:
+        the schema revision (what a restore upgrades from; ``mlflow_version`` is the
+        MLflow installed where the capture ran, which the server may not run), counts,
+        and, as lineage, every model version with its run."""
         with self._fixed_database(stage) as (db, db_entry, db_facts):
             captured_at = datetime.now(UTC).isoformat()
             revision = db.schema_revision()
@@ -212,7 +217,7 @@ class MlflowSource:
             # pg_dump imports the snapshot, which lives as long as this transaction: the
             # manifest, read in it too, describes the dump row for row.
             dumper = PostgresSource(self.backend.dsn)
-            entry = StreamEntry(f"{BACKEND}/{PG_DUMP}", lambda: dumper._dump(snapshot, []))
+            entry = StreamEntry(f"{BACKEND}/{PG_DUMP}", lambda: dumper.dump(snapshot, []))
             yield Db(conn, "postgresql"), entry, facts
         except psycopg.Error as err:
             raise SourceError(
@@ -265,16 +270,20 @@ class MlflowSource:
 
     def restore(self, restored: Path, options: Mapping[str, str]) -> dict[str, Any]:
         """Build new stores from the restored files (options ``backend_uri`` and
-        ``artifacts``, both required); start a server on them with ``serve``."""
+        ``artifacts``; by default a SQLite backend and an artifact directory in
+        ``restored/server/``); start a server on them with ``serve``."""
         refuse_unknown_options(options, OPTIONS, self.kind)
-        missing = [name for name in ("backend_uri", "artifacts") if not options.get(name)]
-        if missing:
+        given = [name for name in ("backend_uri", "artifacts") if options.get(name)]
+        if len(given) == 1:
             raise UsageError(
-                f"restoring the MLflow asset {self.name!r} needs the option(s) "
-                f"{', '.join(missing)} (where to build the new stores)"
+                f"restoring the MLflow asset {self.name!r}: give both backend_uri and artifacts "
+                "(where to build the new stores), or neither for new ones under the target"
             )
-        target = parse_backend(options["backend_uri"])
-        store = artifact_store(options["artifacts"])
+        default = restored / "server"
+        target = parse_backend(options.get("backend_uri") or f"sqlite:///{default / 'mlflow.db'}")
+        store = artifact_store(options.get("artifacts") or str(default / "artifacts"))
+        if not given:
+            default.mkdir(exist_ok=True)
         serve = parse_listen(options["serve"]) if options.get("serve") else None
         header = read_header(restored / MANIFEST)
         if not store.is_empty():

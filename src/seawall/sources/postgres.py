@@ -130,7 +130,7 @@ class PostgresSource:
             }
             # The transaction stays open while pg_dump runs: the exported snapshot
             # can be imported only while the transaction that exported it lives.
-            entry = StreamEntry(f"{database}.dump", lambda: self._dump(snapshot, selection))
+            entry = StreamEntry(f"{database}.dump", lambda: self.dump(snapshot, selection))
             yield Captured([entry], consistency)
         except psycopg.Error as err:
             raise SourceError(f"PostgreSQL {self.where}: {_first_line(err, self.dsn)}") from None
@@ -176,7 +176,7 @@ class PostgresSource:
         return [f"--schema={_quote(s)}" for s in self.schemas], sorted(tables.fetchall())
 
     @contextmanager
-    def _dump(self, snapshot: str, selection: list[str]) -> Iterator[BinaryIO]:
+    def dump(self, snapshot: str, selection: list[str]) -> Iterator[BinaryIO]:
         args = ["pg_dump", "--format=custom", "--compress=0", f"--snapshot={snapshot}"]
         args += ["--no-password", *selection, f"--dbname={_without_password(self.dsn)}"]
         with _run(args, self.dsn, "pg_dump", self.where, stdout=True) as stream:

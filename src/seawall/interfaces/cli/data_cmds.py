@@ -438,19 +438,23 @@ def restore_cmd(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to build the workspace and repository (default: a new temporary directory).",
+    help="Where to build the stack and repository (default: a new temporary directory).",
 )
 @click.option("--keep", is_flag=True, help="Keep the workdir afterwards for inspection.")
 @json_option
 def demo_cmd(workdir: Path | None, keep: bool, as_json: bool) -> None:
-    """Run a disaster-recovery drill on a sample AI workspace.
+    """Run a disaster-recovery drill on a sample AI stack.
 
-    Builds a workspace of datasets, small files and real model weights,
-    backs it up into a new local repository, destroys the workspace,
-    restores it, verifies every byte against checksums taken before the
-    backup, and prints what it did with timings. Exits 1 if anything differs.
+    Builds a fraud-detection stack (a dataset, model checkpoints with real
+    MiniLM weights, an MLflow registry with a registered model from real
+    training runs, a SQLite database, a config with a secret, the
+    environment) and its plan file; backs it up as one snapshot group into
+    a new local repository, twice; deletes the stack; restores it; verifies
+    every file, the registry (as `verify mlflow`), the models' predictions,
+    the database and the secret; and prints what it did with timings.
+    Exits 1 if anything differs.
     """
-    from seawall.operations.demo import run_demo  # numpy-heavy sample builder: load on demand
+    from seawall.plan.demo import run_demo  # numpy and mlflow: loaded on demand
 
     report = run_demo(workdir, keep=keep, log=None if as_json else info)
     if as_json:
