@@ -629,6 +629,7 @@ def test_format_md_states_the_constants() -> None:
         "index.json",
         "key_file.json",
         "chunker.json",
+        "floats.json",
     ):
         assert f"vectors/{name}" in text
     for constant in (
@@ -1023,7 +1024,7 @@ def test_unreadable_or_unknown_key_files_are_skipped() -> None:
 def test_snapshot_of_unknown_version_is_rejected() -> None:
     plain = json.loads(h(SEALED["objects"][0]["plaintext_hex"]))
     with pytest.raises(FormatError, match="version"):
-        Snapshot.from_bytes(json.dumps(dict(plain, version=3)).encode(), b"\1" * 32)
+        Snapshot.from_bytes(json.dumps(dict(plain, version=4)).encode(), b"\1" * 32)
 
 
 def test_names_that_are_not_ids_are_ignored() -> None:

@@ -109,7 +109,17 @@ def split(x: Words, scratch: Scratch | None = None) -> Planes:
     """Byte planes, shape ``(width, n)``: row ``i`` holds byte ``i`` of every word."""
     width = x.dtype.itemsize
     planes: Planes = _work(scratch, "planes", (width, x.size), np.dtype(np.uint8))
-    np.copyto(planes, x.view(np.uint8).reshape(-1, width).T)
+    if width == 8:
+        np.copyto(planes, x.view(np.uint8).reshape(-1, width).T)
+        return planes
+    # Up to 4 bytes, a shift and a truncating cast per plane run vectorised, and
+    # beat the strided byte gather above (2x at width 2).
+    np.copyto(planes[0], x, casting="unsafe")
+    if width > 1:
+        tmp = _work(scratch, "tmp", x.shape, x.dtype)
+        for i in range(1, width):
+            np.right_shift(x, x.dtype.type(8 * i), out=tmp)
+            np.copyto(planes[i], tmp, casting="unsafe")
     return planes
 
 

@@ -142,7 +142,10 @@ def open_blob(
     the result may be a view of it, valid until ``scratch`` is reused.
     """
     payload = open_payload(sealer, blob, sealed, what, scratch)
-    base_id = compress.delta_base(payload)
+    try:
+        base_id = compress.delta_base(payload)
+    except ValueError as err:
+        raise FormatError(f"{what}: {err}") from None
     if (blob.type == DELTA) != (base_id is not None):
         raise FormatError(f"{what}: its payload does not match its type {blob.type}")
     base = None

@@ -413,7 +413,7 @@ class Repository:
                 what = f"blob {b.id.hex()[:12]} in {pack_name(pack_id)}"
                 try:
                     base = delta_base(open_payload(Sealer(self._enc_key, salt), b, sealed, what))
-                except (IntegrityError, FormatError):
+                except (IntegrityError, FormatError, ValueError):
                     base = None
                 if base is None:
                     continue  # unreadable: left out, so check reports what needed it
