@@ -11,9 +11,9 @@ The file's node records which blobs hold which tensor (``Node.checkpoint``),
 so a later checkpoint of the same model can find its *parent*: the same
 path in the parent snapshot, else the newest earlier checkpoint with the same
 tensor names, dtypes and shapes seen in this backup, else one in the parent
-snapshot (or in the snapshot given with ``--delta-parent``). Each float piece may then be stored as a
-delta of the parent's matching piece (repository/repo.py decides whether
-that is smaller, and bounds the chain).
+snapshot (or in the snapshot given with ``--delta-parent``). Each float
+piece may then be stored as a delta of the parent's matching piece
+(repository/repo.py decides whether that is smaller, and bounds the chain).
 """
 
 from __future__ import annotations
