@@ -80,6 +80,9 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 KINDS = ("minilm-full", "minilm-frozen", "minilm-scattered", "trained-full")
 DEFAULT_KINDS = ("minilm-full", "minilm-frozen", "trained-full")
 QUICK_SERIES = "minilm-full-fp32,minilm-frozen-bf16,trained-full-fp32"
+# Also run in the overwrite layout by default (its sizes for restic and borg equal the dirs
+# layout's; for seawall it tests the same-path parent: one series of each kind of drift).
+OVERWRITE = ("minilm-full-fp32", "trained-full-fp32")
 TOOL_ORDER = ("seawall", "seawall-generic", "restic", "borg", "borg-lz4")
 # Run in every repetition; the others (seawall --no-tensors, borg with lz4) only in the first.
 CORE_TOOLS = ("seawall", "restic", "borg")
@@ -715,6 +718,8 @@ def markdown(med: dict[str, Derived], series: list[Series], overwrite: list[str]
         for k in firsts
     ]
     shown = [k for k in keys if timed(k)]
+    runs = {t: med[t].get("generic", {}).get("samples", 0) for t in tools}
+    heads = [f"{t} ({runs[t]} run)" if runs[t] < max(runs.values()) else t for t in tools]
     speed_rows = [
         ["backup, generic files", *cells("generic", "backup_mb_s", ".0f")],
         ["backup, checkpoints", *cells("checkpoints", "backup_mb_s", ".0f")],
@@ -780,10 +785,10 @@ def markdown(med: dict[str, Derived], series: list[Series], overwrite: list[str]
             _table(["checkpoint", "MB", *tools, "seawall saves", "ZipNN saves"], single_rows),
             "Throughput, MB/s (medians). checkpoints: every backup and newest-checkpoint "
             "restore of the MiniLM series (dirs layout), bytes / time",
-            _table(["step", *tools], speed_rows),
+            _table(["step", *heads], speed_rows),
             "CPU seconds (user + sys) per GB, medians: less sensitive to other load on the "
             "machine than wall time",
-            _table(["step", *tools], cpu_rows),
+            _table(["step", *heads], cpu_rows),
             "Throughput ratio, seawall / other (>1: seawall faster)",
             _table(
                 [
@@ -825,7 +830,8 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--overwrite",
-        help="series also run in the overwrite layout (default: the fp32 ones; 'none')",
+        help="series also run in the overwrite layout (default: minilm-full-fp32 and "
+        "trained-full-fp32; 'none')",
     )
     parser.add_argument("--train-steps", type=int, help="steps of the training run (300)")
     parser.add_argument("--train-every", type=int, help="steps between its checkpoints (50)")
@@ -846,11 +852,8 @@ def parse_args() -> argparse.Namespace:
             setattr(args, name, value)
     args.series = _names(args.series)
     if args.overwrite is None:
-        args.overwrite = (
-            "trained-full-fp32"
-            if quick
-            else ",".join(s for s in args.series if s.endswith("-fp32"))
-        )
+        default = ("trained-full-fp32",) if quick else OVERWRITE
+        args.overwrite = ",".join(s for s in default if s in args.series)
     args.overwrite = _names(args.overwrite)
     known = [f"{k}-{d}" for k in KINDS for d in DTYPES]
     if unknown := [s for s in args.series + args.overwrite if s not in known]:

@@ -66,7 +66,8 @@ from seawall.storage import LocalStorage, MemoryStorage
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "docs" / "vectors"
 FORMAT_MD = ROOT / "docs" / "format.md"
-FROZEN = ROOT / "tests" / "data" / "frozen-v1"
+#: The frozen repositories, one per format version (format.md 21), and what they hold.
+FROZEN = {v: ROOT / "tests" / "data" / f"frozen-{v}" for v in ("v1", "v2")}
 
 
 def vector(name: str) -> dict[str, Any]:
@@ -660,11 +661,14 @@ class Loc:
 class SpecReader:
     """A read-only client of docs/format.md, using no seawall module."""
 
+    MAX_CHAIN = 16  # deltas on the way to a blob's data (section 6.2)
+
     def __init__(self, root: Path, password: str) -> None:
         self.root = root
         config = json.loads((root / "config").read_bytes())
-        if config["format"] != "seawall-repository" or config["version"] != 1:
-            raise ValueError("not a seawall repository of format version 1")
+        if config["format"] != "seawall-repository" or config["version"] not in (1, 2):
+            raise ValueError("not a seawall repository of format version 1 or 2")
+        self.version: int = config["version"]
         self.repo_id: str = config["id"]
         secret = self._unlock(password)
         derive = blake3.blake3
@@ -672,7 +676,7 @@ class SpecReader:
             secret, derive_key_context="seawall 2026-11-24 encryption key"
         ).digest()
         self.id_key = derive(secret, derive_key_context="seawall 2026-11-24 blob id key").digest()
-        self.index = self._load_index()
+        self.index, self.bases = self._load_index()
 
     # objects
 
@@ -687,13 +691,75 @@ class SpecReader:
         return data
 
     @staticmethod
-    def _payload(payload: bytes) -> bytes:
-        if payload[0] == 0:
+    def _unzstd(frame: bytes, size: int) -> bytes:
+        """One zstd frame of at most ``size`` bytes, nothing after it."""
+        if zstandard.frame_content_size(frame) > size:  # before zstd allocates it
+            raise ValueError("zstd frame declares too much")
+        out: bytes = zstandard.ZstdDecompressor().decompress(
+            frame, max_output_size=size, allow_extra_data=False
+        )
+        return out
+
+    def _payload(self, payload: bytes, raw_length: int | None = None, chain: int = 0) -> bytes:
+        """Section 6. Blobs give their raw_length; only they may be planes or deltas."""
+        flag = payload[0]
+        if flag == 0:
             return payload[1:]
-        if payload[0] == 1:
+        if flag == 1 and raw_length is not None:
+            return self._unzstd(payload[1:], raw_length)
+        if flag == 1:  # a standalone object: no size to check against
             out: bytes = zstandard.ZstdDecompressor().decompressobj().decompress(payload[1:])
             return out
-        raise ValueError("unknown payload flag")
+        if flag not in (2, 3) or raw_length is None or self.version < 2:
+            raise ValueError(f"payload flag {flag} is not allowed here")
+        if flag == 2:
+            return self.planes(payload, raw_length)
+        if chain >= self.MAX_CHAIN:
+            raise ValueError("a delta chain longer than 16")
+        return self.delta(payload, raw_length, self.blob(payload[1:33].hex(), chain + 1))
+
+    @classmethod
+    def planes(cls, payload: bytes, raw_length: int) -> bytes:
+        """Section 6.1: flag 0x02."""
+        data: bytes = cls._words(payload, 1, raw_length).tobytes()
+        return data
+
+    @classmethod
+    def delta(cls, payload: bytes, raw_length: int, base: bytes) -> bytes:
+        """Section 6.2: flag 0x03, base id, op, then the planes of the residual."""
+        op = payload[33]
+        r = cls._words(payload, 34, raw_length)
+        if op not in (1, 2) or len(base) != raw_length:
+            raise ValueError("unknown delta op, or a base of another length")
+        b = np.frombuffer(base, r.dtype)
+        x = b ^ r if op == 1 else b + ((r >> 1) ^ (0 - (r & 1)))  # SUB: unzigzag, mod 2^(8 width)
+        data: bytes = x.tobytes()
+        return data
+
+    @classmethod
+    def _words(cls, payload: bytes, pos: int, raw_length: int) -> np.ndarray:
+        """Section 6.1: width, rotate and the planes at ``payload[pos:]``, to the words."""
+        width, rotate = payload[pos], payload[pos + 1]
+        if width not in (1, 2, 4, 8) or rotate >= 8 * width or raw_length % width:
+            raise ValueError("bad width or rotation")
+        n, pos = raw_length // width, pos + 2
+        planes = []
+        for _ in range(width):
+            mode, length = struct.unpack_from("<BI", payload, pos)
+            stored, pos = payload[pos + 5 : pos + 5 + length], pos + 5 + length
+            if len(stored) != length or mode not in (0, 1):
+                raise ValueError("plane truncated, or of an unknown mode")
+            plane = stored if mode == 0 else cls._unzstd(stored, n)
+            if len(plane) != n:
+                raise ValueError("plane of the wrong length")
+            planes.append(np.frombuffer(plane, np.uint8))
+        if pos != len(payload):
+            raise ValueError("bytes after the last plane")
+        # Byte i of word j is byte j of plane i; then rotate each word right.
+        words = np.stack(planes, axis=1).view(f"<u{width}").reshape(n)
+        if rotate:
+            words = (words >> rotate) | (words << (8 * width - rotate))
+        return words
 
     def _object_key(self, salt: bytes) -> AESGCM:
         return AESGCM(blake3.blake3(salt, key=self.enc_key).digest())
@@ -731,10 +797,11 @@ class SpecReader:
 
     # index
 
-    @staticmethod
-    def parse_index(plain: bytes) -> tuple[list[str], dict[str, Loc]]:
-        if plain[:8] != b"SWIX\x01\x00\x00\x00":
-            raise ValueError("bad index magic")
+    def parse_index(self, plain: bytes) -> tuple[list[str], dict[str, Loc], dict[str, str]]:
+        """Supersedes, blob locations, and (version 2) delta id -> base id."""
+        version = plain[4]
+        if plain[:4] != b"SWIX" or plain[5:8] != b"\0\0\0" or not 1 <= version <= self.version:
+            raise ValueError("bad index magic or version")
         pos = 8
         (n_sup,) = struct.unpack_from("<I", plain, pos)
         pos += 4
@@ -749,28 +816,50 @@ class SpecReader:
             pos += 56
         (n_blobs,) = struct.unpack_from("<Q", plain, pos)
         pos += 8
-        assert len(plain) == pos + 49 * n_blobs
+        end = pos + 49 * n_blobs
         entries = {}
-        for bid, pack, offset, length, raw, btype in struct.iter_unpack("<32sIIIIB", plain[pos:]):
+        for bid, pack, offset, length, raw, btype in struct.iter_unpack(
+            "<32sIIIIB", plain[pos:end]
+        ):
             entries[bid.hex()] = Loc(packs[pack][0], packs[pack][1], btype, offset, length, raw)
-        return supersedes, entries
+        table = plain[end + 8 :] if version == 2 else b""
+        if len(plain) != end + (
+            8 + 64 * struct.unpack_from("<Q", plain, end)[0] if version == 2 else 0
+        ):
+            raise ValueError("index object of the wrong length")
+        bases = {
+            table[i : i + 32].hex(): table[i + 32 : i + 64].hex() for i in range(0, len(table), 64)
+        }
+        return supersedes, entries, bases
 
-    def _load_index(self) -> dict[str, Loc]:
+    def _load_index(self) -> tuple[dict[str, Loc], dict[str, str]]:
         objects = {
             name.split("/")[1]: self.parse_index(self.open_sealed(name, b"seawall index"))
             for name in self._names("index")
         }
-        superseded = {old for sup, _e in objects.values() for old in sup}
+        superseded = {old for sup, _e, _b in objects.values() for old in sup}
         index: dict[str, Loc] = {}
-        for index_id, (_sup, entries) in objects.items():
+        bases: dict[str, str] = {}
+        for index_id, (_sup, entries, obj_bases) in objects.items():
             if index_id not in superseded:
                 for bid, loc in entries.items():
                     index.setdefault(bid, loc)
-        return index
+                bases.update(obj_bases)
+        return index, bases
 
-    def index_from_pack_tails(self) -> dict[str, Loc]:
-        """Recovery without the index: every pack's header, from its tail."""
+    def _open_blob(self, sealed: bytes, salt: bytes, btype: int, bid: str) -> bytes:
+        """A blob's payload (AAD: its type and id), its flag checked against its type."""
+        aad = bytes([btype]) + bytes.fromhex(bid)
+        payload = self._object_key(salt).decrypt(sealed[:12], sealed[12:], aad)
+        if (btype == 2) != (payload[0] == 3) or btype not in (0, 1, 2 if self.version > 1 else 1):
+            raise ValueError(f"blob {bid}: type {btype} with payload flag {payload[0]}")
+        return payload
+
+    def index_from_pack_tails(self) -> tuple[dict[str, Loc], dict[str, str]]:
+        """Recovery without the index (section 18): every pack's header, from its tail,
+        and each delta blob's base, from its payload."""
         index: dict[str, Loc] = {}
+        bases: dict[str, str] = {}
         for name in self._names("data"):
             pack = self._read_named(name)
             salt = pack[-20:-4]
@@ -781,17 +870,23 @@ class SpecReader:
             )
             for btype, bid, offset, length, raw in struct.iter_unpack("<B32sIII", header):
                 index[bid.hex()] = Loc(name.rsplit("/", 1)[1], salt, btype, offset, length, raw)
-        return index
+                if btype == 2:
+                    payload = self._open_blob(pack[offset : offset + length], salt, 2, bid.hex())
+                    bases[bid.hex()] = payload[1:33].hex()
+        return index, bases
 
     # blobs, trees, snapshots
 
-    def blob(self, bid: str) -> bytes:
+    def blob(self, bid: str, chain: int = 0) -> bytes:
+        """A blob's plaintext; ``chain``: how many deltas led here."""
         loc = self.index[bid]
         with open(self.root / "data" / loc.pack[:2] / loc.pack, "rb") as f:
             f.seek(loc.offset)
             sealed = f.read(loc.length)
-        aad = bytes([loc.type]) + bytes.fromhex(bid)
-        plain = self._payload(self._object_key(loc.salt).decrypt(sealed[:12], sealed[12:], aad))
+        payload = self._open_blob(sealed, loc.salt, loc.type, bid)
+        if loc.type == 2 and self.bases.get(bid) != payload[1:33].hex():
+            raise ValueError(f"blob {bid}: the index and the payload name different bases")
+        plain = self._payload(payload, loc.raw_length, chain)
         if len(plain) != loc.raw_length or blake3.blake3(plain, key=self.id_key).hexdigest() != bid:
             raise ValueError(f"blob {bid} does not match its id")
         return plain
@@ -800,7 +895,11 @@ class SpecReader:
         snaps = []
         for name in self._names("snapshots"):
             doc = json.loads(self.open_sealed(name, b"seawall snapshot"))
-            assert doc["version"] == 1
+            version, fields = doc["version"], set(doc)
+            if version not in (1, 2, 3) or (version == 1 and fields & {"residency", "original"}):
+                raise ValueError(f"{name}: unknown version, or fields its version lacks")
+            if version < 3 and "asset" in fields:
+                raise ValueError(f"{name}: an asset needs snapshot version 3")
             snaps.append(dict(doc, id=name.split("/")[1]))
         return sorted(snaps, key=lambda s: (s["time"], s["id"]))
 
@@ -835,21 +934,41 @@ class SpecReader:
         return out
 
 
-MANIFEST: dict[str, Any] = json.loads((FROZEN / "manifest.json").read_text())
+MANIFESTS: dict[str, dict[str, Any]] = {
+    v: json.loads((path / "manifest.json").read_text()) for v, path in FROZEN.items()
+}
+each_frozen = pytest.mark.parametrize("frozen", sorted(FROZEN))
 
 
 def _expected(snap: dict[str, Any]) -> dict[bytes, dict[str, Any]]:
     return {os.fsencode(e["path"]): e for e in snap["entries"]}
 
 
-def test_spec_reader_reads_frozen_repository() -> None:
-    reader = SpecReader(FROZEN / "repo", MANIFEST["password"])
+def _source(frozen: str, snap: dict[str, Any]) -> str:
+    """Where a snapshot's recorded entries are: the source tree, or "" for a tree
+    rooted at its entries (an asset's). frozen-v1 records one source for all."""
+    source: str = snap.get("source", MANIFESTS[frozen]["source"])
+    return source
+
+
+def _reader(frozen: str) -> SpecReader:
+    return SpecReader(FROZEN[frozen] / "repo", MANIFESTS[frozen]["password"])
+
+
+@each_frozen
+def test_spec_reader_reads_frozen_repository(frozen: str) -> None:
+    reader = _reader(frozen)
     snaps = reader.snapshots()
-    assert [s["id"] for s in snaps] == [s["id"] for s in MANIFEST["snapshots"]]
-    for snap, recorded in zip(snaps, MANIFEST["snapshots"], strict=True):
+    recorded_snaps = MANIFESTS[frozen]["snapshots"]
+    assert [s["id"] for s in snaps] == [s["id"] for s in recorded_snaps]
+    for snap, recorded in zip(snaps, recorded_snaps, strict=True):
         assert snap["tags"] == recorded["tags"] and snap["paths"] == recorded["paths"]
+        assert snap["version"] == recorded.get("version", 1)
+        assert snap.get("asset") == recorded.get("asset") and snap.get("residency") == recorded.get(
+            "residency"
+        )
         contents = reader.contents(snap)
-        src = os.fsencode(MANIFEST["source"])
+        src = os.fsencode(_source(frozen, recorded))
         under = {p: c for p, c in contents.items() if p.startswith(src + b"/")}
         expected = _expected(recorded)
         assert set(under) == set(expected)
@@ -864,24 +983,113 @@ def test_spec_reader_reads_frozen_repository() -> None:
                 assert value == os.fsencode(e["target"]), path
 
 
-def test_spec_reader_rebuilds_index_from_pack_tails() -> None:
-    reader = SpecReader(FROZEN / "repo", MANIFEST["password"])
-    assert reader.index_from_pack_tails() == reader.index
+@each_frozen
+def test_spec_reader_rebuilds_index_from_pack_tails(frozen: str) -> None:
+    reader = _reader(frozen)
+    index, bases = reader.index_from_pack_tails()
+    assert index == reader.index and bases == reader.bases
+    assert len(bases) == MANIFESTS[frozen].get("delta_blobs", 0)
 
 
-def test_spec_reader_rejects_wrong_password() -> None:
+def test_spec_reader_decodes_every_version_2_payload() -> None:
+    """frozen-v2 holds what version 2 adds (planes, deltas of deltas), and the spec
+    reader decodes every blob of it, whichever way it was stored."""
+    reader = _reader("v2")
+    found: dict[str, int] = {}
+    for bid, loc in reader.index.items():
+        path = reader.root / "data" / loc.pack[:2] / loc.pack
+        sealed = path.read_bytes()[loc.offset : loc.offset + loc.length]
+        flag = reader._open_blob(sealed, loc.salt, loc.type, bid)[0]
+        found[f"{loc.type},{flag}"] = found.get(f"{loc.type},{flag}", 0) + 1
+        assert len(reader.blob(bid)) == loc.raw_length
+    assert found == MANIFESTS["v2"]["payloads"] and {"0,2", "2,3"} <= set(found)
+
+    def depth(bid: str) -> int:
+        return 1 + depth(reader.bases[bid]) if bid in reader.bases else 0
+
+    assert max(map(depth, reader.bases)) == MANIFESTS["v2"]["delta_chain_max"] >= 2
+
+
+def test_spec_reader_refuses_delta_chains_longer_than_16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """format.md 6.2: a chain of 16 deltas reads; the 17th is refused."""
+    from seawall.repository import repo as repo_module
+    from seawall.repository.pack import DATA
+    from seawall.repository.repo import DeltaBase
+    from tests.conftest import FAST_KDF
+
+    monkeypatch.setattr(repo_module, "MAX_DELTA_DEPTH", 32)  # seawall itself writes 4 at most
+    repo = Repository.init(LocalStorage(tmp_path / "repo"), "pw", kdf=FAST_KDF)
+    rng = np.random.default_rng(5)
+    step = (rng.standard_normal(1024) * 0.05).astype(np.float32)
+    datas, ids = [step.tobytes()], []
+    writer = repo.writer()
+    ids.append(writer.add(DATA, datas[0], width=4))
+    for _ in range(17):
+        step = (step + rng.standard_normal(1024).astype(np.float32) * 0.0005).astype(np.float32)
+        datas.append(step.tobytes())
+        ids.append(writer.add(DATA, datas[-1], width=4, base=DeltaBase(ids[-1], datas[-2])))
+    writer.flush()
+    writer.close()
+    assert len(repo.index.bases) == 17  # every step stored as a delta of the one before
+    reader = SpecReader(tmp_path / "repo", "pw")
+    assert reader.blob(ids[16].hex()) == datas[16]
+    with pytest.raises(ValueError, match="longer than 16"):
+        reader.blob(ids[17].hex())
+
+
+@pytest.mark.parametrize("case", FLOATS["cases"], ids=lambda c: c["name"])
+def test_spec_reader_decodes_float_vectors(case: dict[str, Any]) -> None:
+    """The spec reader's planes and deltas against docs/vectors/floats.json, and the
+    malformed payloads format.md 6.1 and 6.2 tell readers to reject."""
+    payload, plain = h(case["payload_hex"]), h(case["plaintext_hex"])
+    n = len(plain)
+    base = h(case["base_hex"]) if case["flag"] == compress.DELTA else None
+
+    def decode(p: bytes, size: int) -> bytes:
+        return SpecReader.planes(p, size) if base is None else SpecReader.delta(p, size, base)
+
+    assert decode(payload, n) == plain
+    head = 1
+    if base is not None:
+        head = 34
+        assert payload[1:33] == h(case["base_id_hex"])
+        for bad_base in (base[:-2], base + b"\0\0"):
+            with pytest.raises(ValueError):
+                SpecReader.delta(payload, n, bad_base)
+        with pytest.raises(ValueError):
+            SpecReader.delta(payload[:33] + b"\x07" + payload[34:], n, base)  # unknown op
+    width = payload[head]
+    bad = [
+        payload + b"\0",  # bytes after the last plane
+        payload[:-1],  # a plane running past the end
+        payload[:head] + b"\x03" + payload[head + 1 :],  # width 3
+        payload[: head + 1] + bytes([8 * width]) + payload[head + 2 :],  # rotate too far
+        payload[: head + 2] + b"\x02" + payload[head + 3 :],  # plane mode 2
+    ]
+    for p in bad:
+        with pytest.raises((ValueError, struct.error, zstandard.ZstdError)):
+            decode(p, n)
+    for size in (n + width, n - width, n + 1):  # the planes must give exactly raw_length
+        with pytest.raises((ValueError, zstandard.ZstdError)):
+            decode(payload, size)
+
+
+@each_frozen
+def test_spec_reader_rejects_wrong_password(frozen: str) -> None:
     with pytest.raises(ValueError, match="no key"):
-        SpecReader(FROZEN / "repo", "not the password")
+        SpecReader(FROZEN[frozen] / "repo", "not the password")
 
 
-# --- every later seawall reads the frozen repository ----------------------------------------------
+# --- every later seawall reads the frozen repositories --------------------------------------------
 
 
 @pytest.fixture
-def frozen_copy(tmp_path: Path) -> Path:
+def frozen_copy(tmp_path: Path, frozen: str) -> Path:
     """A copy: taking locks writes into the repository, and the original is frozen."""
-    dest = tmp_path / "frozen-v1"
-    shutil.copytree(FROZEN / "repo", dest, symlinks=True)
+    dest = tmp_path / f"frozen-{frozen}"
+    shutil.copytree(FROZEN[frozen] / "repo", dest, symlinks=True)
     return dest
 
 
@@ -895,9 +1103,9 @@ def _restored(target: Path, source: str) -> dict[bytes, Path]:
     return out
 
 
-def _assert_restored(target: Path, recorded: dict[str, Any]) -> None:
+def _assert_restored(target: Path, frozen: str, recorded: dict[str, Any]) -> None:
     expected = _expected(recorded)
-    restored = _restored(target, MANIFEST["source"])
+    restored = _restored(target, _source(frozen, recorded))
     assert set(restored) == set(expected)
     for path, local in restored.items():
         e = expected[path]
@@ -915,68 +1123,84 @@ def _assert_restored(target: Path, recorded: dict[str, Any]) -> None:
             assert st.st_mtime_ns == e["mtime_ns"], path
 
 
-def test_frozen_v1_still_reads(frozen_copy: Path, tmp_path: Path) -> None:
-    repo = Repository.open(LocalStorage(frozen_copy), MANIFEST["password"])
-    assert repo.config.version == MANIFEST["format_version"] == 1
+@each_frozen
+def test_frozen_still_reads(frozen: str, frozen_copy: Path, tmp_path: Path) -> None:
+    manifest = MANIFESTS[frozen]
+    repo = Repository.open(LocalStorage(frozen_copy), manifest["password"])
+    assert repo.config.version == manifest["format_version"] == int(frozen[1:])
     snaps = repo.list_snapshots()
-    assert [s.id.hex() for s in snaps] == [s["id"] for s in MANIFEST["snapshots"]]
-    assert [s.tags for s in snaps] == [s["tags"] for s in MANIFEST["snapshots"]]
-    for snap, recorded in zip(snaps, MANIFEST["snapshots"], strict=True):
+    assert [s.id.hex() for s in snaps] == [s["id"] for s in manifest["snapshots"]]
+    assert [s.tags for s in snaps] == [s["tags"] for s in manifest["snapshots"]]
+    assert [s.asset or None for s in snaps] == [s.get("asset") for s in manifest["snapshots"]]
+    for snap, recorded in zip(snaps, manifest["snapshots"], strict=True):
         target = tmp_path / f"restore-{snap.short_id}"
         restore(repo, snap, target)
-        _assert_restored(target, recorded)
+        _assert_restored(target, frozen, recorded)
     result = check(repo, read_data=True)
     assert result.ok, result.errors
     assert not result.warnings
-    assert result.snapshots == 2 and result.packs == len(list((frozen_copy / "data").rglob("*/*")))
+    assert result.snapshots == len(snaps)
+    assert result.packs == len(list((frozen_copy / "data").rglob("*/*")))
 
 
-def test_frozen_v1_matches_spec_reader(frozen_copy: Path, tmp_path: Path) -> None:
+@each_frozen
+def test_frozen_matches_spec_reader(frozen: str, frozen_copy: Path, tmp_path: Path) -> None:
     """seawall's restore and the spec-only reader give the same bytes."""
-    repo = Repository.open(LocalStorage(frozen_copy), MANIFEST["password"])
-    reader = SpecReader(FROZEN / "repo", MANIFEST["password"])
-    snap = repo.list_snapshots()[-1]
-    restore(repo, snap, tmp_path / "out")
-    contents = reader.contents(next(s for s in reader.snapshots() if s["id"] == snap.id.hex()))
-    for path, local in _restored(tmp_path / "out", MANIFEST["source"]).items():
-        kind, value, _node = contents[path]
-        if kind == "file":
-            assert local.read_bytes() == value
-        elif kind == "symlink":
-            assert os.fsencode(os.readlink(local)) == value
+    repo = Repository.open(LocalStorage(frozen_copy), MANIFESTS[frozen]["password"])
+    reader = _reader(frozen)
+    for snap, recorded in zip(repo.list_snapshots(), MANIFESTS[frozen]["snapshots"], strict=True):
+        out = tmp_path / f"out-{snap.short_id}"
+        restore(repo, snap, out)
+        contents = reader.contents(next(s for s in reader.snapshots() if s["id"] == snap.id.hex()))
+        restored = _restored(out, _source(frozen, recorded))
+        assert restored
+        for path, local in restored.items():
+            kind, value, _node = contents[path]
+            if kind == "file":
+                assert local.read_bytes() == value
+            elif kind == "symlink":
+                assert os.fsencode(os.readlink(local)) == value
 
 
-def test_frozen_v1_restores_without_its_index(frozen_copy: Path, tmp_path: Path) -> None:
-    """Recovery without the index: delete every index object, rebuild from pack tails."""
+@each_frozen
+def test_frozen_restores_without_its_index(frozen: str, frozen_copy: Path, tmp_path: Path) -> None:
+    """Recovery without the index: delete every index object, rebuild from pack tails
+    (with the bases of the delta blobs, from their payloads)."""
+    manifest = MANIFESTS[frozen]
     for obj in (frozen_copy / "index").iterdir():
         obj.unlink()
-    repo = Repository.open(LocalStorage(frozen_copy), MANIFEST["password"])
+    repo = Repository.open(LocalStorage(frozen_copy), manifest["password"])
     repo.load_index()
     assert repo.sync_index_with_packs() == len(list((frozen_copy / "data").rglob("*/*")))
-    snap = repo.list_snapshots()[-1]
-    restore(repo, snap, tmp_path / "out")
-    _assert_restored(tmp_path / "out", MANIFEST["snapshots"][-1])
+    assert len(repo.index.bases) == manifest.get("delta_blobs", 0)
+    for snap, recorded in zip(repo.list_snapshots(), manifest["snapshots"], strict=True):
+        restore(repo, snap, tmp_path / snap.short_id)
+        _assert_restored(tmp_path / snap.short_id, frozen, recorded)
     assert check(repo, read_data=True).ok
 
 
-def test_frozen_v1_readme_records_the_manifest() -> None:
-    readme = (FROZEN / "README.md").read_text()
-    assert MANIFEST["password"] in readme
-    for snap in MANIFEST["snapshots"]:
+@each_frozen
+def test_frozen_readme_records_the_manifest(frozen: str) -> None:
+    readme = (FROZEN[frozen] / "README.md").read_text()
+    manifest = MANIFESTS[frozen]
+    assert manifest["password"] in readme
+    for snap in manifest["snapshots"]:
         assert snap["id"] in readme
         for e in snap["entries"]:
             if e["type"] == "file":
                 assert e["sha256"] in readme
 
 
-def test_frozen_v1_objects_match_their_names() -> None:
+@each_frozen
+def test_frozen_objects_match_their_names(frozen: str) -> None:
     """Nobody edited the frozen repository: every object still hashes to its name."""
-    root = FROZEN / "repo"
+    root = FROZEN[frozen] / "repo"
     for folder in ("keys", "data", "index", "snapshots"):
         for path in (root / folder).rglob("*"):
             if path.is_file():
                 assert blake3.blake3(path.read_bytes()).hexdigest() == path.name, path
-    assert RepoConfig.from_bytes((root / "config").read_bytes()).version == 1
+    version = RepoConfig.from_bytes((root / "config").read_bytes()).version
+    assert version == MANIFESTS[frozen]["format_version"]
 
 
 def test_node_json_roundtrip_preserves_raw_names() -> None:

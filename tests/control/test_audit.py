@@ -3,6 +3,7 @@ edited, removed, reordered or replaced is found, and the first bad one named."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,14 @@ from seawall.control.audit import GENESIS, AuditLog, Entry, digest, select, veri
 from seawall.errors import AuditError, ObjectNotFound
 from seawall.repository.lock import Lock
 from seawall.repository.repo import Repository
-from tests.conftest import reopen
+from seawall.storage import Storage
+from tests.conftest import FAST_KDF, PASSWORD, reopen
 
 
 @pytest.fixture
-def local(local_repo: tuple[Path, Repository]) -> Repository:
+def repo(local_repo: tuple[Path, Repository]) -> Repository:
+    """On local disk: the chain's logic does not depend on the store (the racing test
+    runs on S3 too)."""
     return local_repo[1]
 
 
@@ -50,20 +54,18 @@ def _rewrite(repo: Repository, entry: Entry, **changes: Any) -> None:
     repo.save_object("records", json.dumps(doc).encode())
 
 
-def test_entries_chain_in_order_and_verify(local: Repository) -> None:
-    repo = local
+def test_entries_chain_in_order_and_verify(repo: Repository) -> None:
     written = _append(AuditLog(repo), 4)
     assert [e.seq for e in written] == [1, 2, 3, 4]
     assert written[0].prev == GENESIS
-    assert all(b.prev == a.digest for a, b in zip(written, written[1:], strict=False))
+    assert all(b.prev == a.digest for a, b in itertools.pairwise(written))
     result = _check(repo, anchor=(4, written[-1].digest))
     assert result.ok and result.entries == 4 and result.head == written[-1]
     entries, _ = AuditLog(reopen(repo)).entries()
     assert entries == written  # what another process reads is what was written
 
 
-def test_an_edited_entry_is_named(local: Repository) -> None:
-    repo = local
+def test_an_edited_entry_is_named(repo: Repository) -> None:
     written = _append(AuditLog(repo), 5)
     _rewrite(repo, written[2], outcome="failed", user="mallory")
     result = _check(repo)
@@ -72,8 +74,7 @@ def test_an_edited_entry_is_named(local: Repository) -> None:
     assert "entry 3 was changed" in result.first_bad.message
 
 
-def test_a_removed_entry_is_named(local: Repository) -> None:
-    repo = local
+def test_a_removed_entry_is_named(repo: Repository) -> None:
     written = _append(AuditLog(repo), 5)
     repo.delete_object("records", bytes.fromhex(written[1].id))
     result = _check(repo)
@@ -81,8 +82,7 @@ def test_a_removed_entry_is_named(local: Repository) -> None:
     assert "entry 2 is missing" in result.first_bad.message
 
 
-def test_reordered_entries_are_named(local: Repository) -> None:
-    repo = local
+def test_reordered_entries_are_named(repo: Repository) -> None:
     written = _append(AuditLog(repo), 5)
     _rewrite(repo, written[2], seq=4)
     _rewrite(repo, written[3], seq=3)
@@ -91,8 +91,7 @@ def test_reordered_entries_are_named(local: Repository) -> None:
     assert "reordered" in result.first_bad.message
 
 
-def test_a_replaced_record_object_is_found(local: Repository) -> None:
-    repo = local
+def test_a_replaced_record_object_is_found(repo: Repository) -> None:
     """Without the key: other bytes under an entry's name."""
     written = _append(AuditLog(repo), 3)
     name = f"records/{written[1].id}"
@@ -106,8 +105,7 @@ def test_a_replaced_record_object_is_found(local: Repository) -> None:
     assert any(p.seq == 2 and "missing" in p.message for p in result.problems)
 
 
-def test_entries_cut_off_the_end_are_found_with_an_anchor(local: Repository) -> None:
-    repo = local
+def test_entries_cut_off_the_end_are_found_with_an_anchor(repo: Repository) -> None:
     written = _append(AuditLog(repo), 4)
     anchor = (4, written[-1].digest)
     repo.delete_object("records", bytes.fromhex(written[-1].id))
@@ -123,8 +121,7 @@ def test_entries_cut_off_the_end_are_found_with_an_anchor(local: Repository) -> 
     assert not _check(repo, (4, entries[-1].digest)).ok
 
 
-def test_a_fork_is_reported(local: Repository) -> None:
-    repo = local
+def test_a_fork_is_reported(repo: Repository) -> None:
     written = _append(AuditLog(repo), 2)
     twin = {"kind": "audit", "seq": 2, "prev": written[0].digest, "time": written[1].time}
     repo.save_object("records", json.dumps(twin).encode())
@@ -134,8 +131,9 @@ def test_a_fork_is_reported(local: Repository) -> None:
 
 
 @pytest.mark.parametrize("storage", ["local", "s3"], indirect=True)
-def test_racing_appenders_never_fork_the_chain(repo: Repository) -> None:
+def test_racing_appenders_never_fork_the_chain(storage: Storage) -> None:
     """Writers each with its own Repository object (as separate processes)."""
+    repo = Repository.init(storage, PASSWORD, kdf=FAST_KDF)
     logs = [AuditLog(reopen(repo)) for _ in range(5)]
     errors: list[BaseException] = []
 
@@ -156,8 +154,7 @@ def test_racing_appenders_never_fork_the_chain(repo: Repository) -> None:
     assert result.entries == 15
 
 
-def test_appending_waits_for_another_appender_not_for_repository_locks(local: Repository) -> None:
-    repo = local
+def test_appending_waits_for_another_appender_not_for_repository_locks(repo: Repository) -> None:
     log = AuditLog(repo, wait=0.5)
     with Lock(repo, exclusive=True):  # a prune: the audit log does not wait for it
         _append(log, 1)
@@ -168,8 +165,7 @@ def test_appending_waits_for_another_appender_not_for_repository_locks(local: Re
     assert _check(repo).entries == 1
 
 
-def test_append_failure_is_an_audit_error_and_leaves_the_log_valid(local: Repository) -> None:
-    repo = local
+def test_append_failure_is_an_audit_error_and_leaves_the_log_valid(repo: Repository) -> None:
     log = AuditLog(repo)
     _append(log, 1)
 
@@ -188,8 +184,7 @@ def test_canonical_hash_covers_everything_but_the_id() -> None:
     assert digest(doc) != digest({**doc, "time": "u"})
 
 
-def test_select_filters_by_time_user_asset_and_operation(local: Repository) -> None:
-    repo = local
+def test_select_filters_by_time_user_asset_and_operation(repo: Repository) -> None:
     log = AuditLog(repo)
     _append(log, 1, user="alice", operation="backup", assets=["data"])
     _append(log, 1, user="bob", operation="user.add", assets=[])

@@ -74,7 +74,9 @@ def write_plan(
 
 def quick_assets(root: Path) -> str:
     """Files, a numpy model with a smoke test, and a SQLite database."""
-    make_files(root / "data", {"train.csv": b"a,b\n1,2\n" * 500, "img/x.png": random_bytes(90_000, 3)})
+    make_files(
+        root / "data", {"train.csv": b"a,b\n1,2\n" * 500, "img/x.png": random_bytes(90_000, 3)}
+    )
     (root / "ckpt").mkdir(exist_ok=True)
     np.save(root / "ckpt" / "w.npy", np.random.default_rng(1).normal(size=(3, 2)))
     (root / "smoke.py").write_text(SMOKE)

@@ -80,7 +80,20 @@ def test_no_recorded_goldens_and_a_crashing_smoke_test_fail_clearly(tmp_path: Pa
     first = stack.repo.list_records("group")[0]["group"]
     report = run_drill(stack.plan, stack.repositories(), asset="weights", snapshot=first)
     (golden,) = [c for c in report.assets[0].checks if c.name == "golden outputs"]
-    assert not golden.passed and "ValueError" in golden.detail and "exited with code 1" in golden.detail
+    assert (
+        not golden.passed
+        and "ValueError" in golden.detail
+        and "exited with code 1" in golden.detail
+    )
+
+
+#: A check: the restored database ($SEAWALL_DATABASE) has that many rows in that table.
+COUNT = """\
+import os, sqlite3, sys
+table, expected = sys.argv[1], int(sys.argv[2])
+conn = sqlite3.connect(os.environ["SEAWALL_DATABASE"])
+sys.exit(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] != expected)
+"""
 
 
 def test_checks_run_in_the_sandbox_with_the_restored_assets_and_a_timeout(tmp_path: Path) -> None:
@@ -90,9 +103,12 @@ def test_checks_run_in_the_sandbox_with_the_restored_assets_and_a_timeout(tmp_pa
       path: features.db
       checks:
         - name: rows
-          command: test "$(python3 -c "import sqlite3,os; print(sqlite3.connect(os.environ['SEAWALL_DATABASE']).execute('select count(*) from f').fetchone()[0])")" = 42
+          command: python3 "$SEAWALL_PLAN_DIR/count.py" f 42
         - name: sees-the-model
-          command: ["sh", "-c", "test -f \\"$SEAWALL_ASSET_DIR_WEIGHTS/ckpt/w.npy\\" && test \\"$PWD\\" = \\"$SEAWALL_SANDBOX\\""]
+          command:
+            - sh
+            - -c
+            - test -f "$SEAWALL_ASSET_DIR_WEIGHTS/ckpt/w.npy" && test "$PWD" = "$SEAWALL_SANDBOX"
         - name: fails
           command: echo "feature drift detected" >&2; exit 3
         - name: hangs
@@ -101,6 +117,7 @@ def test_checks_run_in_the_sandbox_with_the_restored_assets_and_a_timeout(tmp_pa
     """
     import sqlite3
 
+    (tmp_path / "count.py").write_text(COUNT)
     with sqlite3.connect(tmp_path / "features.db") as conn:
         conn.execute("CREATE TABLE f (x)")
         conn.executemany("INSERT INTO f VALUES (?)", [(i,) for i in range(42)])
@@ -243,3 +260,80 @@ def test_drill_command_writes_reports_and_names_failures(tmp_path: Path) -> None
     doc = json.loads((tmp_path / "reports" / "drill-report.json").read_text())
     assert doc["assets"]["weights"]["passed"] is False and doc["exit_code"] == EXIT_FAILED
     assert "FAILED" in (tmp_path / "reports" / "drill-report.html").read_text()
+
+
+def test_each_asset_comes_from_the_newest_group_holding_it(tmp_path: Path) -> None:
+    stack = quick_stack(tmp_path)
+    first = stack.repo.list_records("group")[0]["group"]
+    # A scheduled backup of the dataset alone makes a group of one asset.
+    full = stack.plan_file.read_text()
+    only = full.split("  - name: weights")[0]
+    (tmp_path / "data" / "train.csv").write_text("newer\n")
+    stack.plan_file.write_text(only)
+    second = backup_plan(stack.plan, stack.repo).group
+    # And an asset added to the plan since, never backed up.
+    (tmp_path / "more").mkdir()
+    stack.plan_file.write_text(full + "  - {name: extra, kind: files, paths: [more]}\n")
+    report = run_drill(stack.plan, stack.repositories(), record=False)
+    groups = {a.name: a.group for a in report.assets}
+    assert groups == {"dataset": second, "weights": first, "app-db": first, "extra": ""}
+    extra = next(a for a in report.assets if a.name == "extra")
+    assert "no complete snapshot group" in extra.error and report.exit_code == EXIT_FAILED
+    assert all(a.passed for a in report.assets if a.name != "extra")
+
+
+def test_ci_example_runs_real_commands_with_real_options() -> None:
+    """docs/examples/drill-workflow.yml is valid YAML, and each seawall command in it
+    names a command and options that exist."""
+    import shlex
+
+    import click
+    import yaml
+
+    from seawall.interfaces.cli.main import cli
+
+    root = Path(__file__).parents[2]
+    workflow = yaml.safe_load((root / "docs" / "examples" / "drill-workflow.yml").read_text())
+    runs = [s["run"] for job in workflow["jobs"].values() for s in job["steps"] if "run" in s]
+    commands = [
+        line.strip().rstrip("\\")
+        for run in runs
+        for line in run.replace("\\\n", " ").splitlines()
+        if line.strip().startswith("seawall ")
+    ]
+    assert {c.split()[1] for c in commands} == {"status", "drill", "chaos"}
+    for command in commands:
+        words = shlex.split(command.split("${{")[0])[1:]
+        sub = cli.commands[words[0]]
+        assert isinstance(sub, click.Command)
+        known = {o for p in sub.params for o in getattr(p, "opts", [])}
+        assert {w for w in words if w.startswith("--")} <= known, command
+
+
+def test_status_before_any_drill_and_of_an_asset_never_backed_up(tmp_path: Path) -> None:
+    stack = quick_stack(tmp_path)
+    out = run_cli(stack.repo.storage.location, "status", "--plan", str(stack.plan_file))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("never") == 3 and out.stderr == ""
+    (tmp_path / "more").mkdir()
+    stack.plan_file.write_text(
+        stack.plan_file.read_text() + "  - {name: extra, kind: files, paths: [more], rpo: 1h}\n"
+    )
+    status = plan_status(stack.plan, stack.repo)
+    extra = next(a for a in status.assets if a.name == "extra")
+    assert extra.group is None and extra.problems == ["no complete snapshot group holds it"]
+    assert not status.ok
+
+
+def test_hooks_do_not_see_the_repository_password(tmp_path: Path) -> None:
+    from seawall.plan.hooks import run_command
+
+    env = {"SEAWALL_PASSWORD": "hunter2", "SEAWALL_FROM_PASSWORD": "x", "SEAWALL_REPOSITORY": "r"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        ran = run_command(
+            "env | grep ^SEAWALL_", env={"SEAWALL_ASSET": "a"}, cwd=tmp_path, timeout=10
+        )
+    assert ran.ok and "SEAWALL_ASSET=a" in ran.output and "SEAWALL_REPOSITORY=r" in ran.output
+    assert "hunter2" not in ran.output and "SEAWALL_FROM_PASSWORD" not in ran.output

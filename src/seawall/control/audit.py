@@ -52,7 +52,7 @@ KIND = "audit"
 GENESIS = "0" * 64
 LOCK_PURPOSE = "audit"
 #: What an entry's outcome says.
-OUTCOMES = ("ok", "failed", "denied", "partial")
+OUTCOMES = ("started", "ok", "failed", "denied", "partial")
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class AuditLog:
                 stored = {"kind": KIND, **doc, "id": record}
                 self._known[record] = stored
                 rivals = [d for d in self._scan()[0] if d["seq"] == doc["seq"] and d is not stored]
-        except SeawallError as err:
+        except (SeawallError, OSError) as err:  # OSError: a store that broke its contract
             if isinstance(err, AuditError):
                 raise
             raise AuditError(f"cannot append to the audit log: {err}") from err

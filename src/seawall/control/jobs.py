@@ -26,6 +26,7 @@ scheduler. :class:`Jobs` runs each in a worker thread and keeps:
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -234,33 +235,44 @@ class Jobs:
 
     def _run(self, job: Job, work: Work, on_done: Callable[[Job], None] | None) -> None:
         try:
-            try:
-                self._gate.enter(job.exclusive, job.progress.cancel_event)
-            except Cancelled as err:
-                self._finish(job, CANCELLED, str(err))
-                return
-            try:
-                job.state, job.started = RUNNING, _now()
-                self.store.update_run(job.id, state=RUNNING, started=job.started)
-                self._emit("job.started", job)
-                job.result = work(job)
-                self._finish(job, OK)
-            except Cancelled as err:
-                self._finish(job, CANCELLED, str(err))
-            except SeawallError as err:
-                self._finish(job, FAILED, str(err), getattr(err, "result", None))
-            except Exception as err:  # a bug: the job fails, the server goes on
-                self._finish(job, FAILED, f"internal error: {type(err).__name__}: {err}")
-            finally:
-                self._gate.leave(job.exclusive)
+            self._gate.enter(job.exclusive, job.progress.cancel_event)
+        except Cancelled as err:
+            self._finish(job, CANCELLED, str(err), on_done=on_done)
+            return
+        try:
+            job.state, job.started = RUNNING, _now()
+            self.store.update_run(job.id, state=RUNNING, started=job.started)
+            self._emit("job.started", job)
+            job.result = work(job)
+            state, error = OK, None
+        except Cancelled as err:
+            state, error = CANCELLED, str(err)
+        except SeawallError as err:
+            state, error = FAILED, str(err)
+            partial = getattr(err, "result", None)
+            job.result = partial if isinstance(partial, dict) else None
+        except Exception as err:  # a bug: the job fails, the server goes on
+            state, error = FAILED, f"internal error: {type(err).__name__}: {err}"
         finally:
-            if on_done is not None:
-                on_done(job)
+            self._gate.leave(job.exclusive)
+        self._finish(job, state, error, on_done=on_done)
 
-    def _finish(self, job: Job, state: str, error: str | None = None, partial: Any = None) -> None:
+    def _finish(
+        self,
+        job: Job,
+        state: str,
+        error: str | None = None,
+        *,
+        on_done: Callable[[Job], None] | None,
+    ) -> None:
+        """Record the outcome, let ``on_done`` do its bookkeeping, then let waiters go:
+        whoever sees a job done sees everything about it."""
         job.state, job.error, job.finished = state, error, _now()
-        if job.result is None and isinstance(partial, dict):
-            job.result = partial
+        if on_done is not None:
+            try:
+                on_done(job)
+            except Exception:  # bookkeeping must not keep the job live forever
+                logging.getLogger("seawall.jobs").exception("after job %s", job.id)
         self.store.update_run(
             job.id, state=state, error=error, finished=job.finished, result=job.result
         )

@@ -11,8 +11,7 @@ error is raised, and nothing else happens.
 Long operations return a :class:`~seawall.control.jobs.Job` at once and run
 in the background. Each appends two audit entries: ``started`` when
 accepted (an operation that cannot be audited is not started), and its
-outcome when it ends. Reads are not audited, except the audit log's own
-verification.
+outcome when it ends. Reads are not audited (refused ones are).
 
 Repositories are opened once (the key derived once) and every job gets its
 own :class:`Repository` object over the same store and key, so jobs never
@@ -24,6 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +39,7 @@ from seawall.errors import AccessDenied, AuditError, SeawallError, UsageError
 from seawall.operations.forget import KeepPolicy
 from seawall.operations.prune import PruneResult
 from seawall.plan.drill import PRIMARY, Repositories
+from seawall.plan.drill import RECORD_KIND as DRILL_RECORD
 from seawall.plan.model import Plan, Retention, format_duration
 from seawall.plan.runner import Group, list_groups
 from seawall.repository.repo import Repository
@@ -57,8 +58,8 @@ def default_state_dir(plan: Plan) -> Path:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who asks. ``user`` is None for the server itself (the scheduler) and for the
-    local CLI, which are trusted (whoever runs them owns the host)."""
+    """Who asks, through what (``api``, ``schedule``), from where, with which TOTP code.
+    ``user`` is None only for the server itself (the scheduler), which is trusted."""
 
     name: str
     via: str
@@ -76,7 +77,6 @@ class ControlPlane:
         plan: Plan,
         store: StateStore,
         *,
-        repositories: Repositories | None = None,
         password: str | None = None,
         workers: int = 4,
         clock: Callable[[], datetime] = local_now,
@@ -85,11 +85,16 @@ class ControlPlane:
         self.store = store
         self.users = Users(store)
         self.jobs = Jobs(store, workers=workers)
-        self.repos = repositories or Repositories(plan, password=password)
+        #: the plan's repositories as configured (password, wrap); jobs get a fresh copy
+        self.repos = Repositories(plan, password=password)
         self.host = socket.gethostname()
         self.sandbox = store.directory / "sandbox"
-        self.scheduler = Scheduler(plan, store, self._start_scheduled, clock=clock)
+        self.scheduler = Scheduler(
+            plan, store, self._start_scheduled, busy=self.jobs.holds, clock=clock
+        )
+        self._primary: Repository | None = None
         self._audit: AuditLog | None = None
+        self._opening = threading.Lock()
 
     # --- life -------------------------------------------------------------------------------
 
@@ -109,17 +114,30 @@ class ControlPlane:
     # --- repositories -----------------------------------------------------------------------
 
     def primary(self) -> Repository:
-        """A fresh Repository object for the primary (its own index and writer)."""
-        return _fresh(self.repos.open(PRIMARY))
+        """A fresh Repository object for the primary (its own index and writer); the
+        key is derived once, when it is first opened."""
+        with self._opening:
+            if self._primary is None:
+                self._primary = self.repos.open(PRIMARY)
+                self._audit = AuditLog(_fresh(self._primary))
+        return _fresh(self._primary)
 
-    def replica(self, name: str) -> Repository:
-        self.repos.spec(name)  # UsageError for a name the plan lacks
-        return _fresh(self.repos.open(name))
+    def repositories(self) -> Repositories:
+        """The plan's repositories, the primary open: a new set for each job, so that a
+        replica unreachable once is tried again next time."""
+        repos = Repositories(
+            self.plan,
+            password=self.repos.password,
+            wrap=self.repos.wrap,
+            primary_location=self.repos.primary_location,
+        )
+        repos.opened[PRIMARY] = self.primary()
+        return repos
 
     @property
     def audit_log(self) -> AuditLog:
-        if self._audit is None:
-            self._audit = AuditLog(self.primary())
+        self.primary()
+        assert self._audit is not None
         return self._audit
 
     # --- access -----------------------------------------------------------------------------
@@ -324,14 +342,12 @@ class ControlPlane:
         def work(job: Job) -> dict[str, Any]:
             from seawall.plan.runner import parse_at, restore_plan
 
-            repo = self.primary()
-            when = parse_at(at) if at else _newest_holding(repo, asset)
             result = restore_plan(
                 self.plan,
-                repo,
+                self.primary(),
                 where,
                 asset=asset,
-                at=when,
+                at=parse_at(at) if at else None,
                 options=options,
                 progress=job.progress,
             )
@@ -365,7 +381,7 @@ class ControlPlane:
         names = self._assets(assets)
         self.authorize(who, Action.drill, "drill", assets=names)
         if from_replica:
-            self.repos.spec(from_replica)
+            self.repositories().spec(from_replica)  # UsageError for a name the plan lacks
         every = names == [a.name for a in self.plan.assets]
 
         def work(job: Job) -> dict[str, Any]:
@@ -376,11 +392,11 @@ class ControlPlane:
                 job.progress.start(f"drill {name or 'all assets'}")
                 report = run_drill(
                     self.plan,
-                    self.repos,
+                    self.repositories(),
                     asset=name,
                     snapshot=snapshot,
                     from_replica=from_replica,
-                    sandbox=self.sandbox / f"drill-{_stamp()}",
+                    sandbox=self.sandbox,  # the drill makes and removes its own directory there
                 )
                 reports.append(report.to_dict())
             passed = all(r["passed"] for r in reports)
@@ -417,8 +433,9 @@ class ControlPlane:
         replicas = [replica] if replica else [r.name for r in self.plan.repositories.replicas]
         if not replicas:
             raise UsageError(f"the plan {self.plan.origin} has no replicas to copy to")
+        repos = self.repositories()
         for name in replicas:
-            self.repos.spec(name)
+            repos.spec(name)  # UsageError for a name the plan lacks
 
         def work(job: Job) -> dict[str, Any]:
             from seawall.operations.copy import copy
@@ -427,7 +444,7 @@ class ControlPlane:
             snaps = [s for s in src.list_snapshots() if s.asset.get("name") in names]
             out: dict[str, Any] = {}
             for name in replicas:
-                dst = self.replica(name)
+                dst = _fresh(repos.open(name))
                 allowed = [
                     s
                     for s in snaps
@@ -585,33 +602,26 @@ class ControlPlane:
     # --- reads ------------------------------------------------------------------------------
 
     def assets(self, who: Principal) -> list[dict[str, Any]]:
-        """Each asset: kind, policies, schedule and status (newest backup, RPO)."""
+        """Each asset: kind, policies, schedule, and its status (plan/status.py: the
+        newest group holding it, its age against the RPO, its last drill)."""
+        from seawall.plan.status import plan_status
+
         self.authorize(who, Action.read_status, "status")
-        groups = list_groups(self.primary())
-        now = datetime.now(UTC)
-        out = []
-        for asset in self.plan.assets:
-            newest = next((g for g in reversed(groups) if asset.name in g.assets), None)
-            age = (now - newest.time).total_seconds() if newest else None
-            rpo = asset.rpo.total_seconds() if asset.rpo else None
-            out.append(
-                {
-                    "name": asset.name,
-                    "kind": asset.kind,
-                    "rpo": format_duration(asset.rpo) if asset.rpo else None,
-                    "rto": format_duration(asset.rto) if asset.rto else None,
-                    "retention": asset.retention.describe() if asset.retention else None,
-                    "residency": asset.residency,
-                    "tags": asset.tags,
-                    "schedule": asset.schedule.jobs() if asset.schedule else {},
-                    "last_backup": newest.time.isoformat() if newest else None,
-                    "last_group": newest.id if newest else None,
-                    "snapshot": newest.assets[asset.name] if newest else None,
-                    "age_s": round(age, 3) if age is not None else None,
-                    "rpo_met": (age is not None and age <= rpo) if rpo is not None else None,
-                }
-            )
-        return out
+        status = {a.name: a.to_dict() for a in plan_status(self.plan, self.primary()).assets}
+        return [
+            {
+                "name": asset.name,
+                "kind": asset.kind,
+                "rpo": format_duration(asset.rpo) if asset.rpo else None,
+                "rto": format_duration(asset.rto) if asset.rto else None,
+                "retention": asset.retention.describe() if asset.retention else None,
+                "residency": asset.residency,
+                "tags": asset.tags,
+                "schedule": asset.schedule.jobs() if asset.schedule else {},
+                "status": status[asset.name],
+            }
+            for asset in self.plan.assets
+        ]
 
     def groups(self, who: Principal) -> list[Group]:
         self.authorize(who, Action.read_status, "groups")
@@ -643,7 +653,7 @@ class ControlPlane:
 
     def drill_reports(self, who: Principal, limit: int = 50) -> list[dict[str, Any]]:
         self.authorize(who, Action.read_reports, "drill.reports")
-        return self.primary().list_records("drill")[-limit:][::-1]
+        return self.primary().list_records(DRILL_RECORD)[-limit:][::-1]
 
     def audit_entries(self, who: Principal, **filters: Any) -> list[Entry]:
         self.authorize(who, Action.read_audit, "audit.log")
@@ -673,15 +683,6 @@ def _fresh(repo: Repository) -> Repository:
 
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-
-
-def _newest_holding(repo: Repository, asset: str | None) -> str | None:
-    """The newest group holding ``asset`` (a scheduled backup may cover only some
-    assets, so the newest group of all may lack it)."""
-    if asset is None:
-        return None
-    holding = [g for g in list_groups(repo) if asset in g.assets]
-    return holding[-1].id if holding else None
 
 
 def _snapshots_of(result: dict[str, Any]) -> list[str]:

@@ -5,7 +5,8 @@ A scheduled job is (kind, asset, cron expression) from the plan's
 ``KIND:ASSET``. The rules:
 
 - **At most one run at a time** per key: a slot that comes while the job
-  still runs is not started beside it (Jobs refuses overlapping keys).
+  still runs is not started beside it (it waits, then runs once; Jobs also
+  refuses overlapping keys).
 - **Missed slots run once**: the store keeps, per key, the slot of the last
   run that *ended* (ok or failed). At each tick a job is due when its
   newest slot at or before now is later than that. However many slots went
@@ -92,9 +93,12 @@ class Scheduler:
         store: StateStore,
         start: Starter,
         *,
+        busy: Callable[[str], bool] = lambda key: False,
         clock: Callable[[], datetime] = local_now,
     ) -> None:
         self.jobs = scheduled_jobs(plan)
+        #: whether a job key is held by a running job (its slot then waits)
+        self.busy = busy
         self.store = store
         self.start = start
         self.clock = clock
@@ -112,7 +116,7 @@ class Scheduler:
             if done is None:
                 self.store.set_slot_done(job.key, slot)
                 continue
-            if slot > done:
+            if slot > done and not self.busy(job.key):
                 due.setdefault(job.kind, {})[job.asset] = slot
         started = []
         for kind, slots in due.items():

@@ -117,13 +117,15 @@ def run_chaos(
     repos: Repositories,
     fault: str,
     *,
+    asset: str | None = None,
     in_place: bool = False,
     seed: int = 0,
     latency: float = 0.05,
     workdir: str | Path | None = None,
     log: Log | None = None,
 ) -> ChaosResult:
-    """Inject ``fault`` (one of FAULTS) and judge the drill that follows."""
+    """Inject ``fault`` (one of FAULTS) and judge the drill that follows (of ``asset``
+    only, if given)."""
     if fault not in FAULTS:
         raise UsageError(f"unknown fault {fault!r}: choose one of {', '.join(FAULTS)}")
     say = log or (lambda _m: None)
@@ -147,12 +149,12 @@ def run_chaos(
         )
 
         def drill(**kw: Any) -> DrillReport:
-            return run_drill(plan, drilled, record=False, sandbox=work, log=say, **kw)
+            return run_drill(plan, drilled, asset=asset, record=False, sandbox=work, log=say, **kw)
 
         if fault in ("lose-pack", "corrupt-pack"):
             _pack_fault(result, plan, target, fault, seed, replicas, drill, drilled, say)
         elif fault == "corrupt-index":
-            _index_fault(result, target, seed, replicas, drill, say)
+            _index_fault(result, target, seed, replicas, drill, drilled, say)
         elif fault == "primary-down":
             _primary_down(result, replicas, drill)
         elif fault == "slow-storage":
@@ -296,6 +298,7 @@ def _pack_fault(
         + ("the primary checks clean" if healed.ok else f"still damaged: {healed.unhealed}")
     )
     result.observed.append(result.repair)
+    drilled.opened[PRIMARY] = _same_keys(target, target.storage)  # as a new process sees it
     after = result.after = drill()
     from_primary = all(a.source == PRIMARY for a in after.assets)
     result.observed.append(
@@ -343,6 +346,7 @@ def _index_fault(
     seed: int,
     replicas: list[str],
     drill: Callable[..., DrillReport],
+    drilled: Repositories,
     say: Log,
 ) -> None:
     ids = sorted(target.list_ids("index"))
@@ -378,6 +382,7 @@ def _index_fault(
         f"into {repaired.index_objects_written} new index object(s)"
     )
     result.observed.append(result.repair)
+    drilled.opened[PRIMARY] = _same_keys(target, target.storage)  # as a new process sees it
     after = result.after = drill()
     from_primary = all(a.source == PRIMARY for a in after.assets)
     result.observed.append(

@@ -1,10 +1,11 @@
 """Drills: restore a plan's assets into a sandbox, prove them whole, and time it.
 
-:func:`run_drill` picks a complete snapshot group (the newest, or the one
-``snapshot`` names) and, asset by asset in the group's order (MLflow last),
-restores it under a fresh sandbox directory with fresh databases (new names
-on the asset's PostgreSQL server) and, for an MLflow asset, a fresh
-``mlflow server`` on the restored stores. Then it verifies:
+:func:`run_drill` takes each asset of the plan from the newest complete
+snapshot group holding it (or the assets of the group ``snapshot`` names)
+and, asset by asset in the group's order (MLflow last), restores it under a
+fresh sandbox directory with fresh databases (new names on the asset's
+PostgreSQL server) and, for an MLflow asset, a fresh ``mlflow server`` on
+the restored stores. Then it verifies:
 
 - **bytes**: every restored file is read back from disk and cut into the
   snapshot's chunks, each of which must hash to its id in the snapshot (the
@@ -74,6 +75,7 @@ from seawall.errors import (
     UsageError,
 )
 from seawall.operations.check import check
+from seawall.plan.anomaly import clean_groups
 from seawall.plan.hooks import compare_outputs, model_paths, run_command, run_smoke
 from seawall.plan.model import (
     AnyAsset,
@@ -149,7 +151,7 @@ class Repositories:
     #: a location for the primary other than the plan's (the command line's --repo)
     primary_location: str | None = None
     primary_s3_endpoint: str | None = None
-    _failed: dict[str, SeawallError] = field(default_factory=dict)
+    _failed: dict[str, SeawallError] = field(default_factory=dict, init=False, repr=False)
 
     def names(self) -> list[str]:
         return [PRIMARY, *(r.name for r in self.plan.repositories.replicas)]
@@ -236,22 +238,14 @@ def groups_in(repo: Repository, plan: Plan) -> list[Group]:
     return sorted(groups, key=lambda g: (g.time, g.id))
 
 
-def pick_group(
-    repo: Repository, plan: Plan, snapshot: str | None, asset: str | None, group_id: str | None
-) -> Group:
-    """The group to drill in ``repo``: the one with ``group_id`` (found elsewhere first),
-    else the one ``snapshot`` names (a group or snapshot id, a time, "latest"), else the
-    newest holding ``asset`` (or any)."""
+def pick_group(repo: Repository, plan: Plan, snapshot: str | None, asset: str | None) -> Group:
+    """The group to drill in ``repo``: the one ``snapshot`` names (a group or snapshot
+    id, a time, "latest"), else the newest holding ``asset`` (or the newest)."""
     groups = groups_in(repo, plan)
     where = repo.storage.location
-    if group_id is not None:
-        for group in groups:
-            if group.id == group_id:
-                return group
-        raise SnapshotNotFound(f"{where} holds no complete copy of group {group_id[:8]}")
     if snapshot and snapshot != "latest":
         if list_groups(repo):
-            return find_group(repo, parse_at(snapshot))
+            return find_group(repo, parse_at(snapshot), clean=True, asset=asset)
         name = snapshot.lower()
         originals = {s.id.hex(): (s.original or s.id).hex() for s in repo.list_snapshots()}
         for group in reversed(groups):
@@ -260,12 +254,18 @@ def pick_group(
                 return group
         raise SnapshotNotFound(f"no complete snapshot group in {where} matches {snapshot!r}")
     usable = [g for g in groups if asset is None or asset in g.assets]
+    what = f" holding asset {asset!r}" if asset else ""
     if not usable:
-        what = f" holding asset {asset!r}" if asset else ""
         raise SnapshotNotFound(
             f"{where} has no complete snapshot group{what}: run `seawall backup --plan` first"
         )
-    return usable[-1]
+    clean = clean_groups(repo, usable, asset)
+    if not clean:
+        raise SnapshotNotFound(
+            f"every complete snapshot group{what} in {where} holds a snapshot marked suspect "
+            "by the anomaly check: give a group id to drill one anyway"
+        )
+    return clean[-1]
 
 
 def _captured_at(snap: Snapshot) -> datetime:
@@ -299,6 +299,8 @@ class DrillCheck:
 class AssetDrill:
     name: str
     kind: str
+    #: the group it was drilled from
+    group: str = ""
     #: where it was recovered from: "primary" or a replica's name ("" if nowhere)
     source: str = ""
     #: the snapshot restored (id hex in that repository) and its original (the primary's)
@@ -346,6 +348,7 @@ class AssetDrill:
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "group": self.group,
             "source": self.source,
             "snapshot": self.snapshot,
             "original": self.original,
@@ -418,6 +421,7 @@ class DrillReport:
             snapshot = a.snapshot if a.source == recorded_in or not a.original else a.original
             assets[a.name] = {
                 "kind": a.kind,
+                "group": a.group,
                 "snapshot": snapshot,
                 "source": a.source,
                 "passed": a.passed,
@@ -591,9 +595,8 @@ class _Drill:
         self.cleanup, self.log, self.report, self.t0 = cleanup, log, report, t0
         self.plan_dir = Path(plan.origin).absolute().parent
         self.token = secrets.token_hex(4)
-        #: repository name -> its complete groups, and the drilled group as it holds it
+        #: repository name -> its complete groups
         self.groups: dict[str, list[Group]] = {}
-        self.group: dict[str, Group] = {}
         #: repository name -> what check found damaged in it
         self.diagnosed: dict[str, list[str]] = {}
         #: what every check is told: the sandbox, and each asset restored so far
@@ -605,39 +608,74 @@ class _Drill:
     # --- the group ---------------------------------------------------------------------------
 
     def run(self, asset: str | None, snapshot: str | None) -> None:
-        group = self._first_group(asset, snapshot)
-        if group is None:
+        found = self._first_group(asset, snapshot)
+        if found is None:
             return
+        where, group = found
         self.report.group, self.report.group_time = group.id, group.time.isoformat()
         if asset and asset not in group.assets:
             self.report.error = f"group {group.short_id} has no asset {asset!r}"
             return
-        recorded = parse_plan(
-            group.plan_text,
-            origin=f"the plan recorded in group {group.short_id}",
-            base=self.plan_dir,
-        )
-        for name in [asset] if asset else list(group.assets):
-            spec = _spec_in(recorded, self.plan, name)
-            item = AssetDrill(name, spec.kind)
+        if asset or snapshot:
+            todo = [(name, group) for name in ([asset] if asset else group.assets)]
+        else:
+            todo = self._newest_of_each(where, group)
+        recorded: dict[str, Plan] = {}
+        for name, of in todo:
+            if of.id not in recorded:
+                recorded[of.id] = parse_plan(
+                    of.plan_text,
+                    origin=f"the plan recorded in group {of.short_id}",
+                    base=self.plan_dir,
+                )
+            spec = _spec_in(recorded[of.id], self.plan, name)
+            item = AssetDrill(name, spec.kind, group=of.id)
             self.report.assets.append(item)
-            self._drill_asset(item, spec, group)
+            self._drill_asset(item, spec, of)
 
-    def _first_group(self, asset: str | None, snapshot: str | None) -> Group | None:
+    def _newest_of_each(self, where: str, newest: Group) -> list[tuple[str, Group]]:
+        """Each asset of the plan from the newest group holding it (a scheduled backup
+        makes groups of the assets due together); the newest group's order, MLflow
+        last. An asset no group holds fails the drill."""
+        groups = self._groups(where)
+        names = list(newest.assets)
+        names += sorted(
+            (a.name for a in self.plan.assets if a.name not in names),
+            key=lambda n: self.plan.asset(n).kind == "mlflow",
+        )
+        todo = []
+        for name in names:
+            holding = [g for g in groups if name in g.assets]
+            clean = clean_groups(self.repos.open(where), holding, name, self.log)
+            if clean:
+                todo.append((name, clean[-1]))
+                continue
+            current = self._current(name)
+            item = AssetDrill(name, current.kind if current is not None else "")
+            item.error = (
+                f"every complete snapshot group holding it in {self.repos.label(where)} is "
+                "marked suspect by the anomaly check"
+                if holding
+                else f"no complete snapshot group in {self.repos.label(where)} holds it"
+            )
+            self.report.assets.append(item)
+        return todo
+
+    def _first_group(self, asset: str | None, snapshot: str | None) -> tuple[str, Group] | None:
+        """The repository to start from (the first that answers) and the group there."""
         for name in self.order:
             try:
                 repo = self.repos.open(name)
-                group = pick_group(repo, self.plan, snapshot, asset, None)
+                group = pick_group(repo, self.plan, snapshot, asset)
             except (SnapshotNotFound, UsageError) as err:
                 self.report.error = str(err)
                 return None
             except SeawallError as err:
                 self.report.findings.append(f"{self.repos.label(name)}: {_unreachable(err)}")
                 continue
-            self.group[name] = group
             where = self.repos.label(name)
             self.log(f"drilling group {group.short_id} of {group.time.isoformat()} from {where}")
-            return group
+            return name, group
         self.report.error = "no repository of the plan could be read: " + "; ".join(
             self.report.findings
         )
@@ -649,12 +687,7 @@ class _Drill:
         return self.groups[name]
 
     def _group_in(self, name: str, group_id: str) -> Group | None:
-        if name not in self.group:
-            found = [g for g in self._groups(name) if g.id == group_id]
-            if not found:
-                return None
-            self.group[name] = found[0]
-        return self.group[name]
+        return next((g for g in self._groups(name) if g.id == group_id), None)
 
     # --- one asset -----------------------------------------------------------------------------
 

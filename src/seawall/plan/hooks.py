@@ -25,7 +25,7 @@ artifact store.
 
 A **check** (``checks`` of any asset) is a command run in the drill's sandbox
 with a timeout; exit status 0 passes. Its environment says where everything
-was restored (see ``drill.check_env``).
+was restored (docs/drill.md lists the variables).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def run_command(
             proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
-                env={**os.environ, **env},
+                env={**_inherited(), **env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -121,6 +121,14 @@ def run_command(
         out.seek(0)
         text = out.read()[-4000:].decode(errors="replace")
     return CommandResult(proc.returncode, text, time.monotonic() - started, timed_out)
+
+
+def _inherited() -> dict[str, str]:
+    """The environment a hook inherits: seawall's own, less its repository passwords
+    (a hook has no use for them, and its output ends up in reports)."""
+    return {
+        k: v for k, v in os.environ.items() if not (k.startswith("SEAWALL_") and "PASSWORD" in k)
+    }
 
 
 # --- smoke tests -------------------------------------------------------------------------------

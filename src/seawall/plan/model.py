@@ -420,11 +420,27 @@ class Repositories(_Model):
     replicas: list[Replica] = []
 
 
+class Alerts(_Model):
+    """Where ``seawall serve`` sends alerts (an RPO breached, a drill or a backup
+    failed, a replica behind, a backup that looks like ransomware) and how often it
+    checks (control/alerts.py). The plan text is stored, encrypted, with every group:
+    a webhook URL holding a secret is as safe there as the repository."""
+
+    webhooks: list[
+        Annotated[str, _matching(r"https?://\S+", "webhook URL", "expected http(s)://...")]
+    ] = []
+    #: how often the server checks RPO targets and replicas
+    check_every: Timeout = timedelta(minutes=1)
+    #: an alert still firing is sent again after this long
+    repeat: Timeout = timedelta(hours=6)
+
+
 class Plan(_Model):
     version: Literal[1]
     repositories: Repositories
     defaults: Policies = Policies()
     assets: Annotated[list[Asset], Field(min_length=1)]
+    alerts: Alerts = Alerts()
 
     _origin: str = PrivateAttr("")
     _text: str = PrivateAttr("")

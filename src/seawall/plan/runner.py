@@ -46,6 +46,7 @@ from seawall.errors import (
 )
 from seawall.operations.backup import BackupResult, backup
 from seawall.operations.restore import RestoreResult, restore
+from seawall.plan.anomaly import AnomalyScore, check_backup, clean_groups
 from seawall.plan.hooks import goldens_of
 from seawall.plan.model import (
     AnyAsset,
@@ -110,6 +111,8 @@ class AssetBackup:
     name: str
     kind: str
     result: BackupResult
+    #: its anomaly score (plan/anomaly.py); None if it could not be computed
+    anomaly: AnomalyScore | None = None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -198,7 +201,10 @@ def backup_plan(
                 "No snapshot group was recorded"
                 + (f"; the snapshots of {stored} are kept and reused next time" if stored else "")
             ) from err
-        done.append(AssetBackup(asset.name, asset.kind, result))
+        # Scored before the group record is written: a restore never sees it unmarked.
+        done.append(
+            AssetBackup(asset.name, asset.kind, result, check_backup(repo, result.snapshot, log))
+        )
     record = repo.save_record(
         RECORD,
         {
@@ -301,10 +307,19 @@ def list_groups(repo: Repository) -> list[Group]:
     return sorted(groups, key=lambda g: (g.time, g.id))
 
 
-def find_group(repo: Repository, at: Group | datetime | str | None = None) -> Group:
+def find_group(
+    repo: Repository,
+    at: Group | datetime | str | None = None,
+    *,
+    clean: bool = False,
+    asset: str | None = None,
+    log: Log | None = None,
+) -> Group:
     """The newest complete group (``at`` None or "latest"), the newest at or before a
     time, or the group of a group id or snapshot id (or a unique prefix of one); a
-    Group found before is taken as it is."""
+    Group found before is taken as it is. ``clean``: the newest and the newest at or
+    before a time skip groups holding a snapshot (of ``asset``, else of any asset)
+    marked suspect by the anomaly check (plan/anomaly.py); an id is taken as given."""
     if isinstance(at, Group):
         return at
     groups = list_groups(repo)
@@ -313,6 +328,17 @@ def find_group(repo: Repository, at: Group | datetime | str | None = None) -> Gr
             f"the repository at {repo.storage.location} has no complete snapshot group: "
             "run `seawall backup --plan PLAN` first"
         )
+    if clean and (at is None or at == "latest" or isinstance(at, datetime)):
+        groups = clean_groups(repo, groups, asset, log)
+        if not groups:
+            raise SnapshotNotFound(
+                "every complete snapshot group holds a snapshot marked suspect by the anomaly "
+                "check (`seawall anomalies` lists them): give a group id with --at to restore "
+                "one anyway"
+            )
+    if asset is not None and (at is None or at == "latest" or isinstance(at, datetime)):
+        # A backup of some assets only (a schedule's) makes a group without the others.
+        groups = [g for g in groups if asset in g.assets] or groups
     if at is None or at == "latest":
         return groups[-1]
     if isinstance(at, datetime):
@@ -391,6 +417,7 @@ def restore_plan(
     options: Mapping[str, Mapping[str, str]] | None = None,
     progress: Progress | None = None,
     log: Log | None = None,
+    include_suspect: bool = False,
 ) -> GroupRestore:
     """Restore the group ``at`` names (see :func:`find_group`), or one ``asset`` of it,
     under ``target``: each asset into ``TARGET/NAME/``, which must be absent or empty,
@@ -403,9 +430,12 @@ def restore_plan(
     have the rows the capture counted, or an asset's source failed (a
     database that exists, a bad option): that asset's files are removed, so
     the same restore with ``asset=NAME`` can be run again.
+
+    Groups holding a snapshot marked suspect are passed over (a group id given in
+    ``at`` is taken as given), unless ``include_suspect``.
     """
     t0 = time.monotonic()
-    group = find_group(repo, at)
+    group = find_group(repo, at, clean=not include_suspect, asset=asset, log=log)
     recorded = parse_plan(
         group.plan_text,
         origin=f"the plan recorded in group {group.short_id}",

@@ -7,6 +7,7 @@ then renamed into place, and the directory is fsynced.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import uuid
@@ -69,7 +70,8 @@ class LocalStorage:
                 os.replace(tmp, path)
             _fsync_dir(path.parent)
         except OSError as err:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # e.g. a path component that is a file
+                tmp.unlink(missing_ok=True)
             raise _translate(err, name) from None
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -36,7 +36,7 @@ from seawall.errors import (
     UsageError,
 )
 
-from . import audit, jobs, status, users
+from . import audit, dashboard, jobs, status, users, watch
 
 PREFIX = "/api/v1"
 
@@ -62,8 +62,11 @@ def create_app(plane: ControlPlane) -> FastAPI:
         redoc_url=None,
     )
     app.state.plane = plane
-    for module in (status, jobs, audit, users):
+    for module in (status, jobs, audit, users, watch):
         app.include_router(module.router, prefix=PREFIX)
+    # The monitor (app.state.monitor: `seawall serve` starts it), /metrics and the dashboard.
+    watch.install(app, plane)
+    dashboard.install(app)
 
     @app.exception_handler(SeawallError)
     def seawall_error(request: Request, err: SeawallError) -> JSONResponse:

@@ -23,11 +23,13 @@ def serve(
     import uvicorn
 
     check_tls(tls_cert, tls_key)
-    sock, url = bind(listen, tls=bool(tls_cert))
     try:
-        plane.start()
+        plane.start()  # a wrong password fails here, before anything listens
+        sock, url = bind(listen, tls=bool(tls_cert))
+        app = create_app(plane)
+        app.state.monitor.start()  # the checks behind alerts (control/monitor.py)
         config = uvicorn.Config(
-            create_app(plane),
+            app,
             ssl_certfile=tls_cert,
             ssl_keyfile=tls_key,
             access_log=access_log,
@@ -37,7 +39,10 @@ def serve(
             lifespan="off",
         )
         ready(url)
-        uvicorn.Server(config).run(sockets=[sock])
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            sock.close()
+            app.state.monitor.stop()
     finally:
         plane.stop()
-        sock.close()

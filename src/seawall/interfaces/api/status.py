@@ -27,11 +27,9 @@ class AssetStatus(BaseModel):
     tags: list[str]
     #: job kind -> cron expression
     schedule: dict[str, str]
-    last_backup: str | None
-    last_group: str | None
-    snapshot: str | None
-    age_s: float | None
-    rpo_met: bool | None
+    #: the newest group holding it (group, snapshot, time, age_s, within_rpo), its
+    #: last drill, and its problems (see ``seawall status``)
+    status: dict[str, Any]
 
 
 class GroupView(BaseModel):

@@ -57,6 +57,7 @@ AUDITED = {
     "user add": "user.add",
     "user remove": "user.remove",
     "token rotate": "token.rotate",
+    "anomalies clear": "anomaly.clear",
 }
 #: Parameters never recorded: they may hold a secret (restore options may hold a DSN).
 _SECRET = re.compile(r"pass|token|secret|option|key_file|dsn", re.IGNORECASE)

@@ -9,6 +9,7 @@ the audit log kept in the repository.
 
 from __future__ import annotations
 
+import signal
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,7 +112,16 @@ def serve_cmd(
         # One line, flushed at once: scripts and tests wait for it.
         echo_err(f"seawall serve: serving {plan_file} on {url} (state in {store.directory})")
 
-    serve(plane, listen, tls_cert=tls_cert, tls_key=tls_key, access_log=access_log, ready=ready)
+    # SIGTERM (a service manager's stop) ends it as Ctrl-C does: jobs cancelled, exit 0.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        serve(plane, listen, tls_cert=tls_cert, tls_key=tls_key, access_log=access_log, ready=ready)
+    except KeyboardInterrupt:
+        echo_err("seawall serve: stopped")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 # --- users and tokens -----------------------------------------------------------------------

@@ -111,8 +111,9 @@ def drill_cmd(
     keep_sandbox: bool,
     as_json: bool,
 ) -> None:
-    """Restore the plan's newest snapshot group (or --asset, --snapshot) into a fresh
-    sandbox, with fresh databases and a fresh MLflow server, and prove it whole:
+    """Restore each asset of the plan from the newest snapshot group holding it (or
+    --asset, or the group --snapshot names) into a fresh sandbox, with fresh
+    databases and a fresh MLflow server, and prove it whole:
     every byte against the snapshot, tables against the capture, each model's
     outputs on its golden inputs, the registry through the new server, and the
     plan's own checks. RTO and RPO are measured and held to the plan's targets.
@@ -269,6 +270,7 @@ def _local(iso: str) -> str:
     help="Damage the real primary repository instead of a copy of it (never needed for "
     "primary-down and slow-storage, which go through a fault wrapper).",
 )
+@click.option("--asset", metavar="NAME", default=None, help="Drill this asset only.")
 @click.option("--seed", default=0, show_default=True, help="Which pack or index object to hit.")
 @click.option(
     "--latency",
@@ -288,6 +290,7 @@ def _local(iso: str) -> str:
 def chaos_cmd(
     plan_file: str,
     fault: str,
+    asset: str | None,
     in_place: bool,
     seed: int,
     latency: float,
@@ -316,6 +319,7 @@ def chaos_cmd(
         plan,
         _repositories(plan),
         fault,
+        asset=asset,
         in_place=in_place,
         seed=seed,
         latency=latency,

@@ -26,6 +26,7 @@ from seawall.interfaces.cli import (
     repo_cmds,
     server_cmds,
     verify_cmds,
+    watch_cmds,
 )
 from seawall.interfaces.cli.common import S3_ENDPOINT_HELP, Settings, echo_err
 
@@ -87,6 +88,7 @@ for command in (
     *plan_cmds.COMMANDS,
     *drill_cmds.COMMANDS,
     *control_cmds.COMMANDS,
+    *watch_cmds.COMMANDS,
 ):
     cli.add_command(command)
 repo_cmds.repair.add_command(immutable_cmds.repair_versions_cmd)
