@@ -1,4 +1,4 @@
-"""The format spec (docs/format.md) against the code, and the frozen repository.
+"""The format spec (docs/format.md) against the code, and the frozen repositories.
 
 Three kinds of checks:
 
@@ -9,12 +9,15 @@ Three kinds of checks:
    randomness source (``_scripted_random``) instead of ``os``. No production
    code takes a nonce.
 2. :class:`SpecReader`, a second reader written from docs/format.md alone
-   (cryptography, blake3, zstandard, json, struct; no seawall module), opens
-   tests/data/frozen-v1, lists its snapshots, walks its trees and rebuilds
-   every file, and must agree with seawall's restore and the recorded
-   sha256s. It also rebuilds the index from the pack tails alone.
-3. Every later seawall must still read tests/data/frozen-v1: open, list,
-   restore each snapshot bit for bit, and ``check --read-data`` clean.
+   (cryptography, blake3, zstandard, numpy, json, struct; no seawall module),
+   opens tests/data/frozen-v1 and frozen-v2, lists their snapshots, walks
+   their trees and rebuilds every file (float planes and delta chains
+   included), and must agree with seawall's restore and the recorded
+   sha256s. It also rebuilds the index, delta bases included, from the pack
+   tails alone.
+3. Every later seawall must still read tests/data/frozen-v1 and frozen-v2:
+   open, list, restore each snapshot bit for bit, and ``check --read-data``
+   clean.
 """
 
 from __future__ import annotations
@@ -822,11 +825,12 @@ class SpecReader:
             "<32sIIIIB", plain[pos:end]
         ):
             entries[bid.hex()] = Loc(packs[pack][0], packs[pack][1], btype, offset, length, raw)
-        table = plain[end + 8 :] if version == 2 else b""
-        if len(plain) != end + (
-            8 + 64 * struct.unpack_from("<Q", plain, end)[0] if version == 2 else 0
-        ):
+        n_bases, table_at = 0, end
+        if version == 2:  # n_bases u64, then the table of (delta id, base id)
+            n_bases, table_at = struct.unpack_from("<Q", plain, end)[0], end + 8
+        if len(plain) != table_at + 64 * n_bases:
             raise ValueError("index object of the wrong length")
+        table = plain[table_at:]
         bases = {
             table[i : i + 32].hex(): table[i + 32 : i + 64].hex() for i in range(0, len(table), 64)
         }

@@ -279,3 +279,35 @@ def test_residency_against_the_repository(
     with pytest.raises(ResidencyViolation):
         backup_plan(plan, repo)
     assert reopen(repo).list_snapshots() == []
+
+
+def test_a_replica_gets_the_groups_and_restores_from_them(
+    local_repo: tuple[Path, Repository], tmp_path: Path
+) -> None:
+    from seawall.operations.copy import copy
+    from seawall.plan.runner import copy_groups
+    from seawall.storage import LocalStorage
+    from tests.conftest import FAST_KDF, PASSWORD
+
+    repo_path, repo = local_repo
+    root = tmp_path / "stack"
+    make_files(root / "data", {"v.txt": b"version 1"})
+    make_files(root / "more", {"w.txt": b"other asset"})
+    plan = _plan(
+        root,
+        repo_path,
+        "- {name: data, kind: files, paths: [data]}\n- {name: more, kind: files, paths: [more]}\n",
+    )
+    group = backup_plan(plan, repo)
+    replica = Repository.init(LocalStorage(tmp_path / "replica"), PASSWORD, kdf=FAST_KDF)
+    # Half a group copied is no group: nothing is recorded until all of it is there.
+    copy(reopen(repo), replica, [group.assets[0].snapshot.id.hex()])
+    assert copy_groups(reopen(repo), replica) == 0
+    copy(reopen(repo), replica)
+    assert copy_groups(reopen(repo), replica) == 1
+    assert copy_groups(reopen(repo), replica) == 0  # once
+    [copied] = list_groups(reopen(replica))
+    assert copied.id == group.group
+    restore_plan(plan, reopen(replica), tmp_path / "out")
+    assert (tmp_path / "out/data/data/v.txt").read_bytes() == b"version 1"
+    assert (tmp_path / "out/more/more/w.txt").read_bytes() == b"other asset"

@@ -23,6 +23,7 @@ from seawall.errors import (
     WrongPassword,
 )
 from seawall.operations.backup import backup
+from seawall.repository.pack import DATA
 from seawall.repository.repo import Repository
 from seawall.storage import Storage
 from tests.conftest import FAST_KDF, PASSWORD, SMALL_CHUNKS, SMALL_PACK, make_files, reopen
@@ -303,3 +304,34 @@ def test_key_cannot_open_another_repository(storage: Storage) -> None:
     other.put(f"keys/{a.key_id}", storage.get(f"keys/{a.key_id}"))  # same password, moved key
     with pytest.raises(WrongPassword):
         Repository.open(other, PASSWORD)
+
+
+def test_a_delta_chain_longer_than_the_format_allows_is_refused(
+    local_repo: tuple[Path, Repository], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from seawall.errors import SeawallError
+    from seawall.repository import repo as repo_module
+    from seawall.repository.repo import MAX_READ_CHAIN, DeltaBase
+
+    monkeypatch.setattr(repo_module, "MAX_DELTA_DEPTH", 40)  # a writer that ignores the bound
+    _path, repo = local_repo
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal(4096).astype(np.float32)
+    chain = []
+    writer = repo.writer()
+    prev: DeltaBase | None = None
+    for _ in range(MAX_READ_CHAIN + 2):
+        data = (data * (1 + 0.01 * rng.standard_normal(4096))).astype(np.float32)
+        raw = data.tobytes()
+        bid = writer.add(DATA, raw, width=4, base=prev)
+        writer.flush()
+        chain.append((bid, raw))
+        prev = DeltaBase(bid, raw)
+    writer.close()
+    assert repo.delta_depth(chain[MAX_READ_CHAIN - 1][0]) == MAX_READ_CHAIN - 1
+    bid, raw = chain[MAX_READ_CHAIN - 1]
+    assert repo.load_blob(bid) == raw  # 16 blobs decoded: allowed
+    with pytest.raises(SeawallError, match="chain of more than 16"):
+        repo.load_blob(chain[MAX_READ_CHAIN][0])

@@ -41,7 +41,7 @@ from seawall.operations.prune import PruneResult
 from seawall.plan.drill import PRIMARY, Repositories
 from seawall.plan.drill import RECORD_KIND as DRILL_RECORD
 from seawall.plan.model import Plan, Retention, format_duration
-from seawall.plan.runner import Group, list_groups
+from seawall.plan.runner import Group, copy_groups, list_groups
 from seawall.repository.repo import Repository
 from seawall.repository.residency import residency_violation
 
@@ -452,6 +452,7 @@ class ControlPlane:
                 ]
                 refused = sorted({str(s.asset.get("name")) for s in snaps if s not in allowed})
                 result = copy(src, dst, [s.id.hex() for s in allowed], progress=job.progress)
+                copy_groups(src, dst)
                 out[name] = {
                     "copied": [c.source.id.hex() for c in result.copied],
                     "skipped": len(result.skipped),

@@ -56,6 +56,8 @@ HISTORY = 10
 INCOMPRESSIBLE_HISTORY = 0.9
 #: A file's previous version that compressed at least this well (stored / raw) "compressed".
 COMPRESSED = 0.9
+#: Incompressible data that is evidence on its own, even in one file (a database).
+MASS_BYTES = 1 << 20
 #: Files named in a mark, at most (the record must stay small).
 FILES_NAMED = 50
 
@@ -349,8 +351,8 @@ def _incompressible(diff: TreeDiff, prev_bytes: int, history: list[Snapshot]) ->
     ratio = _history_ratio(history)
     usual = ratio is not None and ratio >= INCOMPRESSIBLE_HISTORY
     score = max(
-        (0.3 if usual else 1.0) * _clamp((fresh_share - 0.05) / 0.20),
-        _clamp((turned_share - 0.02) / 0.13),
+        (0.3 if usual else 1.0) * _clamp((fresh_share - 0.05) / 0.20) * _mass(fresh),
+        _clamp((turned_share - 0.02) / 0.13) * _mass(turned),
         _clamp(len(turned) / 20),
     )
     share = turned_share + fresh_share
@@ -360,6 +362,12 @@ def _incompressible(diff: TreeDiff, prev_bytes: int, history: list[Snapshot]) ->
     if usual:
         detail += " (new data of this asset usually does not compress)"
     return Signal("incompressible data", share, ratio, score, detail)
+
+
+def _mass(files: list[FileChange]) -> float:
+    """How much ``files`` weigh as evidence: ransomware rewrites many files, or much
+    data; one small file that stopped compressing (a rotated key) is not it."""
+    return min(1.0, len(files) / 3 + sum(c.incompressible_bytes for c in files) / MASS_BYTES)
 
 
 def _changed(diff: TreeDiff, prev_bytes: int, history: list[Snapshot]) -> Signal:
@@ -418,7 +426,8 @@ def _culprits(diff: TreeDiff, signals: list[Signal]) -> list[FileChange]:
 
 def check_backup(repo: Repository, snap: Snapshot, log: Log | None = None) -> AnomalyScore | None:
     """Score a new backup and mark it if suspect; never fails the backup (a score that
-    cannot be computed is logged and None returned)."""
+    cannot be computed is logged and None returned). Saying that it is suspect is the
+    caller's (the score says so)."""
     try:
         repo.load_index()
         score = score_snapshot(repo, snap)
@@ -428,8 +437,6 @@ def check_backup(repo: Repository, snap: Snapshot, log: Log | None = None) -> An
         if log:
             log(f"warning: {snap.asset.get('name')}: the anomaly check failed: {err}")
         return None
-    if score.suspect and log:
-        log(f"warning: {score.asset}: snapshot {snap.short_id} is SUSPECT, {score.summary()}")
     return score
 
 

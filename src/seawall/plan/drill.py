@@ -151,6 +151,8 @@ class Repositories:
     #: a location for the primary other than the plan's (the command line's --repo)
     primary_location: str | None = None
     primary_s3_endpoint: str | None = None
+    #: called with each repository opened (the CLI's audit log hooks in here)
+    on_open: Callable[[Repository], None] | None = None
     _failed: dict[str, SeawallError] = field(default_factory=dict, init=False, repr=False)
 
     def names(self) -> list[str]:
@@ -200,6 +202,8 @@ class Repositories:
             self._failed[name] = err
             raise
         self.opened[name] = repo
+        if self.on_open is not None:
+            self.on_open(repo)
         return repo
 
 

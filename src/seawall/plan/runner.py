@@ -371,6 +371,37 @@ def find_group(
     return found[0]
 
 
+def copy_groups(src: Repository, dst: Repository) -> int:
+    """Give ``dst`` (a replica) the group records of ``src`` whose snapshots it holds
+    copies of, with the copies' ids, so `restore --plan` and drills work from it as
+    from the primary. An asset whose residency keeps it out of ``dst`` is left out
+    of the copied group; a group with any other asset not copied (yet) is not
+    copied. Returns how many group records were written."""
+    copies = {s.original: s for s in dst.list_snapshots() if s.original}
+    have = {g.id for g in list_groups(dst)}
+    written = 0
+    for doc in src.list_records(RECORD):
+        if doc.get("group") in have:
+            continue
+        assets: dict[str, str] = {}
+        for name, sid in dict(doc.get("assets", {})).items():
+            try:
+                snap = src.load_snapshot(bytes.fromhex(sid))
+            except (SeawallError, ValueError):
+                break  # forgotten since: the group is no longer whole anywhere
+            copy = copies.get(snap.original or snap.id)
+            if copy is not None:
+                assets[name] = copy.id.hex()
+            elif not residency_violation(snap.residency, dst.config.region, "", ""):
+                break  # allowed there, just not copied yet
+        else:
+            if assets:
+                record = {k: v for k, v in doc.items() if k not in ("id", "kind")}
+                dst.save_record(RECORD, {**record, "assets": assets, "copied_from": doc["id"]})
+                written += 1
+    return written
+
+
 def parse_at(text: str) -> datetime | str:
     """``--at``: an ISO 8601 date or time (with ``-`` or ``:``), else an id or "latest"."""
     if "-" in text or ":" in text:

@@ -22,7 +22,15 @@ import numpy as np
 
 from seawall.codec import crypto
 from seawall.codec.chunker import Chunker, ChunkerParams
-from seawall.codec.compress import decode, delta_base, encode, encode_delta, encode_tensor
+from seawall.codec.compress import DELTA as DELTA_FLAG
+from seawall.codec.compress import (
+    PLANES,
+    decode,
+    delta_base,
+    encode,
+    encode_delta,
+    encode_tensor,
+)
 from seawall.codec.crypto import MasterKey, Sealer
 from seawall.codec.ids import blob_id, storage_id
 from seawall.errors import (
@@ -66,6 +74,9 @@ _INDEX_OBJECT_BLOBS = 500_000
 #: The longest chain of delta blobs a writer makes: reading a blob reads at
 #: most this many others (its bases), so restore time stays bounded.
 MAX_DELTA_DEPTH = 4
+#: The most delta blobs a reader decodes for one blob, that one included
+#: (format.md 6.2): a longer chain, or a loop, is refused.
+MAX_READ_CHAIN = 16
 
 _AAD = {
     "index": INDEX_AAD,
@@ -452,7 +463,7 @@ class Repository:
     def chunker(self) -> Chunker:
         return Chunker(self.config.chunker, self.key.chunker_seed)
 
-    def load_blob(self, bid: bytes) -> bytes:
+    def load_blob(self, bid: bytes, _depth: int = 0) -> bytes:
         loc = self.index.lookup(bid)
         if loc is None:
             raise IntegrityError(f"blob {bid.hex()[:12]} is not in the index: data is missing")
@@ -466,7 +477,7 @@ class Repository:
                     loc.as_packed(bid),
                     sealed,
                     what,
-                    load_base=self._load_base,
+                    load_base=lambda base: self._load_base(base, _depth + 1),
                 )
                 if self.blob_id(data) != bid:
                     raise IntegrityError(f"{what} does not match its id")
@@ -477,9 +488,15 @@ class Repository:
             return bytes(data)  # bytes already without a scratch buffer: no copy
         raise AssertionError("unreachable")
 
-    def _load_base(self, base_id: bytes) -> bytes:
+    def _load_base(self, base_id: bytes, depth: int = 1) -> bytes:
+        if depth >= MAX_READ_CHAIN:
+            raise FormatError(f"a chain of more than {MAX_READ_CHAIN} delta blobs: refused")
         try:
-            return self.load_blob(base_id)
+            return self.load_blob(base_id, depth)
+        except FormatError as err:
+            if "chain of more than" in str(err):
+                raise
+            raise IntegrityError(f"the base of a delta blob cannot be read: {err}") from None
         except SeawallError as err:
             raise IntegrityError(f"the base of a delta blob cannot be read: {err}") from None
 
@@ -695,7 +712,7 @@ class BlobWriter:
             self.stats.blobs_added += 1
             self.stats.bytes_added += blob.raw_length
             if blob_type != TREE:
-                kind = "delta" if blob_type == DELTA else "planes" if width else "generic"
+                kind = {PLANES: "planes", DELTA_FLAG: "delta"}.get(payload[0], "generic")
                 sizes = self.stats.encodings.setdefault(kind, [0, 0])
                 sizes[0] += blob.raw_length
                 sizes[1] += blob.length

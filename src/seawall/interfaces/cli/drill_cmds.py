@@ -28,6 +28,7 @@ from .common import (
     read_password,
     repo_location,
     repo_options,
+    repository_opened,
     settings,
     warn,
 )
@@ -60,6 +61,7 @@ def _repositories(plan: Plan) -> Repositories:
         read_password(),
         primary_location=repo_location(),
         primary_s3_endpoint=s.s3_endpoint,
+        on_open=repository_opened,
     )
 
 

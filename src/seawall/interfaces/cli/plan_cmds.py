@@ -222,6 +222,11 @@ def backup_with_plan(plan_file: str, host: str | None, as_json: bool) -> None:
             warn(f"{item.name}: {path}: {why}")
         for path, why in item.result.stats.unreadable:
             click.echo(f"error: {item.name}: cannot read {path}: {why}", err=True)
+        if item.anomaly is not None and item.anomaly.suspect:
+            warn(
+                f"{item.name}: snapshot {item.snapshot.short_id} is marked SUSPECT (restores "
+                f"pass over it; `seawall anomalies`): {item.anomaly.summary()}"
+            )
     if as_json:
         emit_json(
             {
@@ -236,6 +241,7 @@ def backup_with_plan(plan_file: str, host: str | None, as_json: bool) -> None:
                         "snapshot": a.snapshot.id.hex(),
                         "parent": a.snapshot.parent.hex() if a.snapshot.parent else None,
                         "asset": a.snapshot.asset,
+                        "anomaly": a.anomaly.to_dict() if a.anomaly else None,
                         **a.snapshot.summary,
                     }
                     for a in result.assets
