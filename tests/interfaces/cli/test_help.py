@@ -35,11 +35,29 @@ COMMANDS: dict[str, list[str]] = {
     "key remove": ["KEY_ID", "in use"],
     "key passwd": ["password", "No data is rewritten", "--new-password-file"],
     "unlock": ["stale", "--remove-all"],
-    "demo": ["workspace", "restore", "verif", "--json"],
+    "demo": ["stack", "restore", "verif", "--json"],
     "repo-server": ["PATH", "--append-only", "--tls-cert", "--token-file", "rest:"],
+    "plan check": ["PLAN", "line", "secret"],
+    "groups": ["group", "complete"],
+    "verify mlflow": ["SOURCE", "RESTORED", "metrics", "aliases", "checksums"],
+    "drill": ["sandbox", "RTO", "RPO", "golden", "--plan", "--asset", "--from-replica"],
+    "status": ["RPO", "drill", "--plan"],
+    "chaos": ["lose-pack", "corrupt-pack", "primary-down", "kill-backup", "--in-place"],
+    "repair heal": ["replica", "--from-replica"],
+    "serve": ["PLAN", "schedules", "openapi"],
+    "user add": ["NAME", "--role", "TOTP"],
+    "token rotate": ["NAME", "token"],
+    "audit log": ["audit log", "--json"],
+    "audit verify": ["hash chain", "reordered"],
+    "report compliance": ["region", "immutable", "drill"],
 }
 #: commands that open a repository take the repository options after their name too
-REPO_COMMANDS = [c for c in COMMANDS if c not in ("key", "demo", "repo-server")]
+REPO_COMMANDS = [
+    c
+    for c in COMMANDS
+    if c not in ("key", "demo", "repo-server", "plan check", "verify mlflow", "user add")
+    and c not in ("token rotate", "serve")
+]
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
