@@ -101,14 +101,13 @@ def test_encrypted_files_are_named_marked_and_passed_over_by_restore(tmp_path: P
     victims = paths[3:11]
     for path in victims:
         encrypt_in_place(path)
-    log: list[str] = []
-    attacked = backup(plan, repo, log)
+    attacked = backup(plan, repo)
     score = attacked.assets[0].anomaly
     assert score is not None and score.suspect and score.score >= THRESHOLD
     named = {f["path"] for f in score.files}
     assert named == {f"/data/tables/{p.name}" for p in victims}
     assert all(f["was_ratio"] < 0.9 and f["change"] == "changed" for f in score.files)
-    assert any("SUSPECT" in line and "part-003.csv" in line for line in log)
+    assert "in 8 files that compressed before" in score.summary()
     # The mark is a record in the repository, naming the snapshot, its group and the files.
     [record] = reopen(repo).list_records(RECORD_KIND)
     assert record["snapshot"] == attacked.assets[0].snapshot.id.hex()
@@ -123,7 +122,7 @@ def test_encrypted_files_are_named_marked_and_passed_over_by_restore(tmp_path: P
     assert tree_digest(tmp_path / "restore" / "dataset" / "data") == clean_state
     assert any(f"passing over group {attacked.group[:8]}" in line for line in said)
     # So does a drill's choice of group, and so does "the newest at or before now".
-    assert pick_group(reopen(repo), plan, None, None, None).id == ordinary.group
+    assert pick_group(reopen(repo), plan, None, None).id == ordinary.group
     assert find_group(reopen(repo), "latest", clean=True).id == ordinary.group
     # Told otherwise (its id), the restore takes the suspect group.
     restore_plan(plan, reopen(repo), tmp_path / "as-is", at=attacked.group[:8])
@@ -168,6 +167,11 @@ def test_ordinary_change_and_usual_incompressible_data_are_not_suspect(tmp_path:
         (images / f"img-{i}.jpg").write_bytes(os.urandom(24_000))
     photos = backup(plan, repo).assets[0].anomaly
     assert photos is not None and not photos.suspect, photos.summary()
+    # New photos beside the others: expected not to compress either.
+    for i in range(5):
+        (images / f"new-{i}.jpg").write_bytes(os.urandom(24_000))
+    added = backup(plan, repo).assets[0].anomaly
+    assert added is not None and added.score == 0, added.summary()
     assert marks(reopen(repo)) == {}
 
 
@@ -185,3 +189,22 @@ def test_mass_deletion_is_suspect_and_names_the_deleted_files(tmp_path: Path) ->
     with pytest.raises(SnapshotNotFound):
         # Only the first group is clean; a drill of "latest" takes it, a time before it fails.
         find_group(reopen(repo), datetime(2000, 1, 1, tzinfo=UTC), clean=True)
+
+
+def test_encrypted_copies_replacing_the_originals_are_suspect(tmp_path: Path) -> None:
+    """The other way ransomware works: an encrypted copy under a new name, the original
+    deleted."""
+    paths = make_dataset(tmp_path, files=20)
+    plan, repo = setup_plan(tmp_path)
+    backup(plan, repo)
+    for path in paths[:12]:
+        locked = path.with_name(path.name + ".locked")
+        path.rename(locked)
+        encrypt_in_place(locked)
+    score = backup(plan, repo).assets[0].anomaly
+    assert score is not None and score.suspect, score.summary()
+    named = [(f["path"].rsplit("/", 1)[1], f["change"]) for f in score.files]
+    assert sorted(named) == sorted(
+        [(p.name + ".locked", "new") for p in paths[:12]]
+        + [(p.name, "deleted") for p in paths[:12]]
+    )

@@ -117,12 +117,12 @@ class Webhooks:
 
     def __init__(self, urls: list[str], *, timeout: float = 10.0, backoff: float = 1.0) -> None:
         self.urls = list(urls)
-        self._backoff = backoff
+        self._backoff, self._timeout = backoff, timeout
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
-        #: (redacted URL, error) of the last send that failed for good, for the dashboard
+        #: (redacted URL, error) of the last sends that failed for good (the dashboard
+        #: shows them: an alert nobody received is worth knowing about)
         self.failures: list[tuple[str, str]] = []
 
     def send(self, payload: dict[str, Any]) -> None:
@@ -135,10 +135,10 @@ class Webhooks:
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every payload queued so far was sent (or given up on)."""
-        done = threading.Event()
-        self._queue.put({"__flush__": done})
         if self._thread is None:
             return True
+        done = threading.Event()
+        self._queue.put({"__flush__": done})
         return done.wait(timeout)
 
     def close(self) -> None:
@@ -146,24 +146,24 @@ class Webhooks:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(10)
-        self._client.close()
 
     def _run(self) -> None:
-        while True:
-            payload = self._queue.get()
-            if payload is None:
-                return
-            if "__flush__" in payload:
-                payload["__flush__"].set()
-                continue
-            for url in self.urls:
-                self._post(url, payload)
+        with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
+            while True:
+                payload = self._queue.get()
+                if payload is None:
+                    return
+                if "__flush__" in payload:
+                    payload["__flush__"].set()
+                    continue
+                for url in self.urls:
+                    self._post(client, url, payload)
 
-    def _post(self, url: str, payload: dict[str, Any]) -> None:
+    def _post(self, client: httpx.Client, url: str, payload: dict[str, Any]) -> None:
         why = ""
         for attempt in range(self.TRIES):
             try:
-                response = self._client.post(url, json=payload)
+                response = client.post(url, json=payload)
                 if response.status_code < 300:
                     return
                 why = f"HTTP {response.status_code}"

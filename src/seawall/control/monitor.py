@@ -208,6 +208,9 @@ class Monitor:
             "drills": history,
             "replicas": self._replicas(now, by_asset),
             "jobs": self._jobs(),
+            "webhook_failures": [
+                {"webhook": url, "error": why} for url, why in self.webhooks.failures
+            ],
         }
 
     def _replicas(self, now: datetime, by_asset: dict[str, list[Snapshot]]) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from typing import Any, Protocol, TypeVar
 
 from seawall.codec.crypto import OVERHEAD
 from seawall.engine.trees import load_tree, safe_name
-from seawall.errors import SeawallError, SnapshotNotFound, UsageError
+from seawall.errors import SnapshotNotFound, UsageError
 from seawall.repository.repo import Repository
 from seawall.repository.snapshot import DIR, FILE, Node, Snapshot
 
@@ -280,7 +280,7 @@ def score_snapshot(repo: Repository, snap: Snapshot) -> AnomalyScore:
     earlier = [
         s
         for s in repo.list_snapshots()
-        if s.asset.get("name") == name and s.time < snap.time and s.id.hex() not in marked
+        if s.asset.get("name") == name and s.datetime < snap.datetime and s.id.hex() not in marked
     ]
     if not earlier:
         return score
@@ -433,7 +433,7 @@ def check_backup(repo: Repository, snap: Snapshot, log: Log | None = None) -> An
         score = score_snapshot(repo, snap)
         if score.suspect:
             score.record = repo.save_record(RECORD_KIND, score.to_dict()).hex()
-    except SeawallError as err:
+    except Exception as err:  # the backup is stored: a failed check must not undo it
         if log:
             log(f"warning: {snap.asset.get('name')}: the anomaly check failed: {err}")
         return None

@@ -48,11 +48,22 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def open_page(browser: Browser, url: str, token: str, outside: list[str]) -> Page:
-    """A fresh browser profile on the dashboard, logged in with ``token``; every request
-    to anywhere but the server is noted in ``outside``."""
+def open_page(browser: Browser, url: str, token: str, problems: list[str]) -> Page:
+    """A fresh browser profile on the dashboard, logged in with ``token``. Noted in
+    ``problems``: every request to anywhere but the server, every script error, and
+    every console error but the API's refusals (a Content-Security-Policy violation
+    is one)."""
     page = browser.new_context(viewport={"width": 1360, "height": 1000}).new_page()
-    page.on("request", lambda r: None if r.url.startswith(url) else outside.append(r.url))
+    page.on("request", lambda r: None if r.url.startswith(url) else problems.append(r.url))
+    page.on("pageerror", lambda err: problems.append(f"script error: {err}"))
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"console: {m.text}")
+            if m.type == "error" and "Failed to load resource" not in m.text
+            else None
+        ),
+    )
     page.goto(url + "/")
     expect(page.locator("#login")).to_be_visible()
     page.fill("#token", token)
@@ -73,9 +84,9 @@ def test_dashboard_rpo_drill_roles_and_audit(tmp_path: Path, browser: Browser) -
     plan = write_plan(tmp_path, ASSETS)
     backup_plan(plan, Repository.open(LocalStorage(tmp_path / "repo"), PASSWORD))
     users = add_users(tmp_path, Role.viewer, Role.auditor, Role.operator)
-    outside: list[str] = []
+    problems: list[str] = []
     with serve(tmp_path) as server:
-        page = open_page(browser, server.url, "sw_00000000_" + "x" * 43, outside)
+        page = open_page(browser, server.url, "sw_00000000_" + "x" * 43, problems)
         expect(page.locator("#login-error")).to_have_text("That token is not valid.")
         page.fill("#token", users["operator"].token)
         page.click("#login-form button")
@@ -86,6 +97,8 @@ def test_dashboard_rpo_drill_roles_and_audit(tmp_path: Path, browser: Browser) -
         features = page.locator('.asset[data-asset="features"]')
         features.locator("[data-action=backup]").click()
         expect(page.locator("#banner")).to_contain_text("backup of features started")
+        backup_row = page.locator("#job-table tbody tr", has_text="backup")
+        expect(backup_row).to_contain_text("ok", timeout=15_000)
         expect(features).to_have_class(re.compile(r"\bok\b"), timeout=15_000)
         expect(features.locator(".head")).to_contain_text("within RPO")
         shot(page, tmp_path, "1-within-rpo")
@@ -112,7 +125,7 @@ def test_dashboard_rpo_drill_roles_and_audit(tmp_path: Path, browser: Browser) -
         shot(page, tmp_path, "3-drill-passed")
 
         # A viewer sees everything but may not restore.
-        viewer = open_page(browser, server.url, users["viewer"].token, outside)
+        viewer = open_page(browser, server.url, users["viewer"].token, problems)
         expect(viewer.locator("#who")).to_have_text("viewer (viewer)")
         viewer.locator('.asset[data-asset="models"] [data-action=restore]').click()
         expect(viewer.locator("#banner")).to_contain_text("restore of models: denied")
@@ -122,7 +135,7 @@ def test_dashboard_rpo_drill_roles_and_audit(tmp_path: Path, browser: Browser) -
         shot(viewer, tmp_path, "4-viewer-denied")
 
         # An auditor reads the audit log: the denied restore is in it, the chain intact.
-        auditor = open_page(browser, server.url, users["auditor"].token, outside)
+        auditor = open_page(browser, server.url, users["auditor"].token, problems)
         expect(auditor.locator("#audit-verdict")).to_contain_text("chain intact", timeout=15_000)
         denied = auditor.locator("#audit-table tbody tr", has_text="denied")
         expect(denied).to_contain_text("restore")
@@ -130,4 +143,4 @@ def test_dashboard_rpo_drill_roles_and_audit(tmp_path: Path, browser: Browser) -
         compliance = auditor.locator('#compliance-table tr[data-asset="models"]')
         expect(compliance).to_contain_text("primary (no region)")
         shot(auditor, tmp_path, "5-auditor")
-    assert outside == [], f"the dashboard loaded something from elsewhere: {outside}"
+    assert problems == [], problems

@@ -135,7 +135,7 @@ def test_anomalies_listed_passed_over_by_restore_and_cleared(tmp_path: Path) -> 
 
     restore = run("restore", "--plan", plan, "--target", tmp_path / "back", env=env)
     assert restore.code == 0, restore
-    assert f"passing over group {mark['group'][:8]}" in restore.err
+    assert f"passing over group {mark['group'][:8]}" in restore.out
     assert tree_digest(tmp_path / "back" / "dataset" / "data") == clean
 
     refused = run("anomalies", "clear", mark["id"][:12], "--plan", plan, "--reason", " ", env=env)
@@ -149,6 +149,6 @@ def test_anomalies_listed_passed_over_by_restore_and_cleared(tmp_path: Path) -> 
     entries = run("audit", "log", "--plan", plan, "--json", env=env).json()
     assert [e["operation"] for e in entries][-1] == "anomaly.clear"
     again = run("restore", "--plan", plan, "--target", tmp_path / "again", env=env)
-    assert again.code == 0 and "passing over" not in again.err
+    assert again.code == 0 and "passing over" not in again.out
     encrypted = (tmp_path / "again" / "dataset" / "data" / "tables" / paths[0].name).read_bytes()
     assert encrypted == paths[0].read_bytes()

@@ -216,6 +216,9 @@ async function refreshOverview() {
   overall.textContent = view.ok ? "all within targets" : "attention needed";
   overall.className = `pill ${view.ok ? "ok" : "bad"}`;
   replace($("asset-cards"), view.assets.map(assetCard));
+  const failed = view.webhook_failures;
+  replace($("webhook-failures"), failed.length ? el("p", { class: "problem" },
+    `alerts could not be delivered: ${failed.map((f) => `${f.webhook} (${f.error})`).join(", ")}`) : null);
   replace($("snapshot-charts"), view.assets.map((a) => snapshotChart(a, view.timeline[a.name] || [])));
   replace($("drill-charts"), view.assets.map((a) => drillCharts(a, view.drills[a.name] || [])));
 }
@@ -270,6 +273,9 @@ function snapshotChart(asset, timeline) {
 }
 
 function drillCharts(asset, drills) {
+  if (!drills.length) {
+    return el("p", { class: "muted", "data-asset": asset.name }, `${asset.name}: never drilled.`);
+  }
   const pts = (key) => drills.filter((d) => d[key] !== null).map((d) => ({
     t: new Date(d.time), v: d[key], cls: d.passed ? "pt-ok" : "pt-bad",
     label: `${dur(d[key])}, ${d.passed ? "passed" : "failed"}${d.why ? ": " + d.why : ""}`,
@@ -290,7 +296,7 @@ async function refreshJobs() {
     const bar = el("div", { class: `bar ${share === null ? "indeterminate" : ""}` }, el("div"));
     if (share !== null) bar.firstChild.style.width = `${(share * 100).toFixed(1)}%`;
     const text = p
-      ? `${p.phase}: ${p.files_done} files, ${bytes(p.bytes_done)}` +
+      ? `${p.phase}: ${p.files_done} file${p.files_done === 1 ? "" : "s"}, ${bytes(p.bytes_done)}` +
         (share !== null ? ` (${(share * 100).toFixed(0)}%)` : "") + (p.eta_s ? `, ${dur(p.eta_s)} left` : "")
       : j.state;
     return el("div", { class: "progress", "data-job": j.id },
