@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check lint bench
+.PHONY: demo test check lint bench browser
 
 $(BIN)/seawall: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,12 @@ lint: $(BIN)/seawall
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# The dashboard's browser tests drive Debian's chromium through Playwright (no download).
+browser:
+	@[ -x /usr/bin/chromium ] || apt-get install -y chromium || \
+		{ apt-get update && apt-get install -y chromium; }
+
+test: lint browser
 	$(BIN)/pytest -n 2 --durations=15
 
 bench: $(BIN)/seawall

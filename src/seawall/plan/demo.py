@@ -273,6 +273,7 @@ assets:
   - name: checkpoints
     kind: checkpoints
     paths: [stack/checkpoints]
+    smoke_test: {{call: "smoke:predict"}}
   - name: registry
     kind: mlflow
     backend_uri: sqlite:///stack/mlflow/mlflow.db
@@ -286,6 +287,25 @@ assets:
     secret_env: [{SECRET_ENV}]
   - name: runtime
     kind: environment
+"""
+
+
+#: The plan's smoke test: the fraud model's outputs on golden inputs (recorded at backup
+#: time, compared in drills).
+SMOKE = """\
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file
+
+
+def predict(paths, inputs):
+    w = load_file(str(Path(paths[0]) / "fraud-detector" / "model-v2.safetensors"))
+    if inputs is None:  # at backup time: choose the golden inputs
+        inputs = np.random.default_rng(1).normal(size=(16, 4)).round(3).tolist()
+    h = np.tanh(np.asarray(inputs, dtype=np.float32) @ w["layer1.weight"])
+    out = 1 / (1 + np.exp(-(h @ w["layer2.weight"])))
+    return {"inputs": inputs, "outputs": out[:, 0].tolist()}
 """
 
 
@@ -321,6 +341,7 @@ def run_demo(
             facts.update(build_stack(stack))
             os.environ[SECRET_ENV] = facts["secret"]
             (root / "seawall.yaml").write_text(PLAN)
+            (root / "smoke.py").write_text(SMOKE)
             return "dataset, MiniLM + fraud checkpoints, MLflow registry, SQLite, config+secret"
 
         step("build sample AI stack", build)
@@ -394,6 +415,23 @@ def run_demo(
             return f"{result.packs} packs, {result.blobs} blobs re-read: {verdict}"
 
         step("check --read-data", do_check)
+
+        def drill() -> str:
+            from seawall.plan.drill import run_drill
+            from seawall.plan.report import verdict, write_report
+
+            result = run_drill(plan, open_repo(), sandbox=root / "drill-sandbox")
+            _json, html = write_report(result, root / "drill-report")
+            report.drill = result.to_dict()
+            if not result.passed:
+                report.problems += [f"drill: {f}" for f in result.findings] or ["drill failed"]
+            checks = sum(len(a.checks) for a in result.assets)
+            return (
+                f"{verdict(result)[0]}: {len(result.assets)} assets, {checks} checks, "
+                f"RTO {result.rto_s:.1f}s; report {html}"
+            )
+
+        step("drill (sandbox, golden outputs, fresh MLflow)", drill)
     finally:
         for key, value in saved_env.items():
             if value is None:

@@ -15,4 +15,7 @@ def test_demo_json_passes(tmp_path: Path) -> None:
     assert report["problems"] == []
     assert report["files"] > 0 and report["bytes"] > 0 and report["rto_seconds"] > 0
     assert report["steps"]
+    # The demo ends with a drill of its plan: sandbox restore, golden outputs, fresh MLflow.
+    assert report["drill"]["passed"] is True
+    assert set(report["drill"]["assets"]) >= {"checkpoints", "registry"}
     assert "Traceback" not in result.err
