@@ -1023,7 +1023,10 @@ def test_spec_reader_refuses_delta_chains_longer_than_16(
     from seawall.repository.repo import DeltaBase
     from tests.conftest import FAST_KDF
 
-    monkeypatch.setattr(repo_module, "MAX_DELTA_DEPTH", 32)  # seawall itself writes 4 at most
+    # A writer that ignores the bounds (seawall writes 2 deep at most, and never a
+    # chain it would refuse to read).
+    monkeypatch.setattr(repo_module, "MAX_DELTA_DEPTH", 32)
+    monkeypatch.setattr(repo_module, "MAX_READ_CHAIN", 32)
     repo = Repository.init(LocalStorage(tmp_path / "repo"), "pw", kdf=FAST_KDF)
     rng = np.random.default_rng(5)
     step = (rng.standard_normal(1024) * 0.05).astype(np.float32)

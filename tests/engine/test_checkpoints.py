@@ -170,6 +170,10 @@ def test_series_across_snapshots_forget_prune_keep_what_deltas_need(tmp_path: Pa
     repo.load_index()
     assert repo.index.bases, "a full fine-tune step should be stored as deltas"
     assert max(repo.delta_depth(b) for b in repo.index.bases) <= MAX_DELTA_DEPTH
+    # Past the depth bound, a checkpoint is a delta of its parent's base, not a new full copy.
+    for report in storage_report(repo)[1:]:
+        cost = report.checkpoints[str(src)]
+        assert cost.raw["delta"] > 0.95 * cost.original, report.snapshot.short_id
     # Forget every snapshot but the last: its deltas' bases (older checkpoints) stay.
     forget_ids(repo, [s.id.hex() for s in snaps[:-1]])
     prune(reopen(repo))

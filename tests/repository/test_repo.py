@@ -315,7 +315,9 @@ def test_a_delta_chain_longer_than_the_format_allows_is_refused(
     from seawall.repository import repo as repo_module
     from seawall.repository.repo import MAX_READ_CHAIN, DeltaBase
 
-    monkeypatch.setattr(repo_module, "MAX_DELTA_DEPTH", 40)  # a writer that ignores the bound
+    # A writer that ignores the bounds (seawall never writes a chain it would refuse).
+    monkeypatch.setattr(repo_module, "MAX_DELTA_DEPTH", 40)
+    monkeypatch.setattr(repo_module, "MAX_READ_CHAIN", 40)
     _path, repo = local_repo
     rng = np.random.default_rng(0)
     data = rng.standard_normal(4096).astype(np.float32)
@@ -330,7 +332,8 @@ def test_a_delta_chain_longer_than_the_format_allows_is_refused(
         chain.append((bid, raw))
         prev = DeltaBase(bid, raw)
     writer.close()
-    assert repo.delta_depth(chain[MAX_READ_CHAIN - 1][0]) == MAX_READ_CHAIN - 1
+    monkeypatch.setattr(repo_module, "MAX_READ_CHAIN", MAX_READ_CHAIN)  # the reader's bound
+    assert len(repo.index.bases) == MAX_READ_CHAIN + 1
     bid, raw = chain[MAX_READ_CHAIN - 1]
     assert repo.load_blob(bid) == raw  # 16 blobs decoded: allowed
     with pytest.raises(SeawallError, match="chain of more than 16"):

@@ -371,13 +371,13 @@ class Archiver:
             self.progress.add(files=1, nbytes=st.st_size)
             if _same_meta(pnode, st):
                 if pnode.checkpoint is not None:
-                    self._parents.remember(pnode.checkpoint, pnode.content, st.st_mtime_ns)
+                    self._parents.remember(pnode.checkpoint, pnode.content, st.st_mtime_ns, path)
                 return _Pending(pnode)
             node = _node_from_stat(pnode.name, FILE, st)
             node.size, node.inode, node.content = st.st_size, st.st_ino, pnode.content
             node.checkpoint = pnode.checkpoint
             if node.checkpoint is not None:
-                self._parents.remember(node.checkpoint, node.content, st.st_mtime_ns)
+                self._parents.remember(node.checkpoint, node.content, st.st_mtime_ns, path)
             return _Pending(node)
         node = _node_from_stat(os.fsencode(os.path.basename(path)), FILE, st)
         node.size = st.st_size

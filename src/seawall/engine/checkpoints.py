@@ -18,6 +18,7 @@ piece may then be stored as a delta of the parent's matching piece
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -26,7 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from seawall.codec.checkpoints import FLOATS, WIDTH, Layout, Tensor
+from seawall.codec.checkpoints import FLOATS, WIDTH, Layout, Tensor, detect
 from seawall.engine.trees import load_tree
 from seawall.errors import SeawallError
 from seawall.repository.repo import DeltaBase, Repository
@@ -103,7 +104,8 @@ class _Known:
     content: Content
     tensors: dict[str, tuple[str, tuple[int, ...], int, int]]
     path: str | None
-    offsets: dict[str, int]
+    #: tensor name -> offset in the file at ``path`` (None: not read yet)
+    offsets: dict[str, int] | None
 
     def blob(self, index: int) -> bytes:
         item = self.content[index]
@@ -160,12 +162,14 @@ class Parents:
         layout: Layout | None = None,
     ) -> None:
         """A checkpoint this backup stored or kept: a candidate parent for later ones.
-        With ``path`` and ``layout``, its pieces can be read from that file."""
+        With ``path``, its pieces are read from that file (checked against their ids)
+        rather than decoded from the repository."""
         tensors = _tensors_of(checkpoint, len(content))
         if not tensors:
             return
-        offsets = {t.name: t.offset for t in layout.tensors} if layout else {}
-        known = _Known(content, tensors, path if layout else None, offsets)
+        # A kept file's offsets are read from its header only if it becomes a parent.
+        offsets = {t.name: t.offset for t in layout.tensors} if layout else None
+        known = _Known(content, tensors, path, offsets)
         with self._lock:
             self._by_signature.setdefault(_signature(tensors), []).append((mtime_ns, known))
 
@@ -177,7 +181,7 @@ class Parents:
         if same_path is not None:
             tensors = _tensors_of(same_path.checkpoint, len(same_path.content))
             if tensors and {k: v[:2] for k, v in tensors.items()} == wanted:
-                return _Known(same_path.content, tensors, None, {})
+                return _Known(same_path.content, tensors, None, None)
         if not self._hint_walked and self._hint_tree is not None:
             self._hint_walked = True
             self._walk(self._hint_tree)
@@ -185,7 +189,12 @@ class Parents:
         with self._lock:
             candidates = self._by_signature.get(sig, [])
             older = [c for c in candidates if c[0] <= mtime_ns] or candidates
-            return max(older, key=lambda c: c[0])[1] if older else None
+            found = max(older, key=lambda c: c[0])[1] if older else None
+        if found is not None and found.path is not None and found.offsets is None:
+            on_disk = _layout_of(found.path)
+            offsets = {t.name: t.offset for t in on_disk.tensors} if on_disk else {}
+            found = dataclasses.replace(found, offsets=offsets)
+        return found
 
     def _walk(self, tree_id: bytes) -> None:
         stack = [tree_id]
@@ -207,7 +216,7 @@ class Parents:
         info = parent.tensors.get(tensor.name)
         if info is None or info[:2] != (tensor.dtype, tensor.shape) or piece >= info[3]:
             return None
-        offset = parent.offsets.get(tensor.name)
+        offset = (parent.offsets or {}).get(tensor.name)
 
         def load() -> DeltaBase | None:
             try:
@@ -227,6 +236,17 @@ class Parents:
                 return None
 
         return load
+
+
+def _layout_of(path: str) -> Layout | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return detect(lambda offset, n: os.pread(fd, n, offset), os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
 
 
 def _pread(path: str, offset: int, length: int) -> bytes | None:

@@ -19,7 +19,7 @@ from seawall.errors import FormatError, IntegrityError, ObjectNotFound, SeawallE
 from seawall.repository.index import blobs_by_pack
 from seawall.repository.lock import Lock
 from seawall.repository.pack import DELTA, PackedBlob, pack_name, parse_tail
-from seawall.repository.repo import MAX_DELTA_DEPTH, Repository
+from seawall.repository.repo import MAX_READ_CHAIN, Repository
 from seawall.repository.snapshot import DIR, FILE, Snapshot
 
 
@@ -185,7 +185,7 @@ class _Checker:
         if loc.type == DELTA and base is None:
             return f"delta blob {bid.hex()[:12]} has no known base"
         if base is not None:
-            if depth >= MAX_DELTA_DEPTH:
+            if depth >= MAX_READ_CHAIN - 1:
                 return f"delta blob {bid.hex()[:12]} has a chain of bases that is too long"
             why = self._blob_problem(base, depth + 1)
             if why:

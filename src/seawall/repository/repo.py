@@ -72,8 +72,10 @@ from seawall.storage import Storage
 #: Blobs per index object when the whole index is rewritten (about 24 MiB of records).
 _INDEX_OBJECT_BLOBS = 500_000
 #: The longest chain of delta blobs a writer makes: reading a blob reads at
-#: most this many others (its bases), so restore time stays bounded.
-MAX_DELTA_DEPTH = 4
+#: most this many others (its bases), so restore time stays bounded. Two:
+#: restoring the newest of a series decodes at most three blobs per piece, and
+#: a deeper chain saved under 1% of a fine-tune series (benchmarks/checkpoints.py).
+MAX_DELTA_DEPTH = 2
 #: The most delta blobs a reader decodes for one blob, that one included
 #: (format.md 6.2): a longer chain, or a loop, is refused.
 MAX_READ_CHAIN = 16
@@ -506,7 +508,7 @@ class Repository:
         while bid in self.index.bases:
             bid = self.index.bases[bid]
             depth += 1
-            if depth > MAX_DELTA_DEPTH:
+            if depth >= MAX_READ_CHAIN:
                 raise FormatError("a chain of delta blobs is too long, or loops")
         return depth
 
@@ -732,7 +734,9 @@ class BlobWriter:
         """The payload for a new blob, and the type to store it as."""
         if blob_type != DATA or not width or not self.repo.config.tensor_codecs:
             return encode(data), blob_type
-        if base is not None and len(base.data) == len(data) and self._may_delta(base.id):
+        if base is not None and len(base.data) == len(data):
+            base = self._within_bound(base)
+        if base is not None:
             delta = encode_delta(data, base.data, base.id, width)
             if delta is not None:
                 with self._lock:  # known before the pack is: bounds the next chain
@@ -740,16 +744,28 @@ class BlobWriter:
                 return delta, DELTA
         return encode_tensor(data, width), DATA
 
-    def _may_delta(self, base_id: bytes) -> bool:
-        """The base is stored (or being stored by this writer) and a delta on it
-        keeps the chain within MAX_DELTA_DEPTH."""
+    def _within_bound(self, base: DeltaBase) -> DeltaBase | None:
+        """The base to store a delta against: ``base`` if it is stored (or being
+        stored by this writer) and a delta on it stays within MAX_DELTA_DEPTH; else,
+        when ``base`` is itself at the bound, its own base (a delta of the next
+        checkpoint against the previous one's base, so a long series never needs
+        a new full copy); else None."""
         with self._lock:
-            if base_id not in self._reserved and not self.repo.index.has(base_id):
-                return False
-            try:
-                return self.repo.delta_depth(base_id) < MAX_DELTA_DEPTH
-            except FormatError:
-                return False
+            if base.id not in self._reserved and not self.repo.index.has(base.id):
+                return None
+        try:
+            depth = self.repo.delta_depth(base.id)
+        except FormatError:
+            return None
+        if depth < MAX_DELTA_DEPTH:
+            return base
+        under = self.repo.index.bases.get(base.id)
+        if under is None or not self.repo.index.has(under):
+            return None  # not uploaded yet: a full copy instead
+        try:
+            return DeltaBase(under, self.repo.load_blob(under))
+        except SeawallError:
+            return None
 
     def _submit(self, builder: PackBuilder) -> None:
         blobs = list(builder.blobs)
