@@ -78,5 +78,7 @@ def new_database() -> Iterator[PgDatabase]:
             ).fetchall()
             for (name,) in names:
                 conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name)))
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(str(name))
+                    )
                 )
