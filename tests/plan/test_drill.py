@@ -196,7 +196,7 @@ def test_report_is_self_contained_html_with_charts_of_the_history(tmp_path: Path
     ns = "{http://www.w3.org/2000/svg}"
     dataset_rto = svgs[0]
     assert len(dataset_rto.findall(f"{ns}circle")) == 2  # two drills in the history
-    assert any("target 10.0min" in (t.text or "") for t in dataset_rto.iter(f"{ns}text"))
+    assert any("target 10min" in (t.text or "") for t in dataset_rto.iter(f"{ns}text"))
     assert "PASSED" in html and "dataset" in html and report.group[:8] in html
 
 

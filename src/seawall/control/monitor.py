@@ -33,7 +33,7 @@ from seawall.errors import FormatError, ObjectNotFound, SeawallError
 from seawall.plan.anomaly import marks
 from seawall.plan.compliance import ComplianceReport, compliance, drill_history
 from seawall.plan.drill import PRIMARY, RECORD_KIND, Repositories
-from seawall.plan.model import format_duration
+from seawall.plan.model import approx_duration, format_duration
 from seawall.plan.runner import list_groups
 from seawall.plan.status import plan_status
 from seawall.repository.repo import Repository
@@ -284,11 +284,14 @@ class Monitor:
         for a in view["assets"]:
             name = a["name"]
             if a["rpo_target_s"] is not None and not a["within_rpo"]:
-                rpo = _dur(a["rpo_target_s"])
+                rpo = approx_duration(a["rpo_target_s"])
                 summary = (
                     f"{name}: no complete snapshot group holds it (RPO {rpo})"
                     if a["age_s"] is None
-                    else f"{name}: its newest copy is {_dur(a['age_s'])} old, over its RPO of {rpo}"
+                    else (
+                        f"{name}: its newest copy is {approx_duration(a['age_s'])} old, "
+                        f"over its RPO of {rpo}"
+                    )
                 )
                 out.append(Condition(f"rpo_breach:{name}", "rpo_breach", name, summary, a))
             drill = a["last_drill"]
@@ -331,7 +334,9 @@ class Monitor:
                 if copy.get("behind"):
                     target = self.plan.asset(name).rpo
                     rpo = format_duration(target) if target else "-"
-                    age = "none" if copy["age_s"] is None else f"{_dur(copy['age_s'])} old"
+                    age = (
+                        "none" if copy["age_s"] is None else f"{approx_duration(copy['age_s'])} old"
+                    )
                     out.append(
                         Condition(
                             f"replica_behind:{replica['name']}:{name}",
@@ -414,13 +419,3 @@ def _mark(mark: dict[str, Any]) -> dict[str, Any]:
 
 def _at(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
-
-
-def _dur(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"

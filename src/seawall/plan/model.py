@@ -67,6 +67,22 @@ def parse_duration(value: object) -> timedelta:
     return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
 
 
+def approx_duration(seconds: float) -> str:
+    """A duration for people to read, to two or three figures: ``850ms``, ``4.2s``,
+    ``4s``, ``15min``, ``3.5h``, ``2d`` (reports, status, alerts)."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    size, unit = _unit(seconds)
+    return f"{seconds / size:.1f}".rstrip("0").rstrip(".") + unit
+
+
+def _unit(seconds: float) -> tuple[float, str]:
+    for limit, size, unit in ((120, 1, "s"), (7200, 60, "min"), (172800, 3600, "h")):
+        if seconds < limit:
+            return size, unit
+    return 86400, "d"
+
+
 def format_duration(value: timedelta) -> str:
     """The shortest form :func:`parse_duration` reads back: ``1h30m``, ``7d``."""
     seconds = int(value.total_seconds())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seawall.plan.drill import DrillReport
+from seawall.plan.model import approx_duration
 
 JSON_NAME = "drill-report.json"
 HTML_NAME = "drill-report.html"
@@ -73,7 +74,7 @@ def render_html(report: DrillReport) -> str:
                 f"group {report.group[:8] or '-'}"
                 + (f" of {_when(report.group_time)}" if report.group_time else ""),
                 f"drill of {_when(report.time.isoformat())}",
-                f"total RTO {_dur(report.rto_s)}",
+                f"total RTO {approx_duration(report.rto_s)}",
             )
         )
         + "</p>",
@@ -133,13 +134,13 @@ def _asset_section(report: DrillReport, name: str) -> str:
             result = "<span class='ok'>pass</span>" if c.passed else "<span class='bad'>FAIL</span>"
             out.append(
                 f"<tr><td>{escape(c.name)}</td><td>{result}</td><td>{escape(c.detail)}</td>"
-                f"<td>{_dur(c.duration_s)}</td></tr>"
+                f"<td>{approx_duration(c.duration_s)}</td></tr>"
             )
         out.append("</table>")
     if a.steps:
         out.append(
             "<p class='muted'>steps: "
-            + ", ".join(f"{escape(k)} {_dur(v)}" for k, v in a.steps.items())
+            + ", ".join(f"{escape(k)} {approx_duration(v)}" for k, v in a.steps.items())
             + "</p>"
         )
     history = _history(report.history, a.name)
@@ -196,14 +197,14 @@ def chart(title: str, points: list[Point], target: float | None) -> str:
         value = top_value * fraction
         svg.append(
             f"<text x='{left - 6}' y='{y(value) + 4:.1f}' font-size='11' text-anchor='end' "
-            f"fill='{_GREY}'>{escape(_dur(value))}</text>"
+            f"fill='{_GREY}'>{escape(approx_duration(value))}</text>"
         )
     if target:
         svg.append(
             f"<line x1='{left}' x2='{left + inner_w}' y1='{y(target):.1f}' y2='{y(target):.1f}' "
             f"stroke='{_FAIL}' stroke-dasharray='6 4'/>"
             f"<text x='{left + inner_w - 4}' y='{y(target) - 4:.1f}' font-size='11' "
-            f"text-anchor='end' fill='{_FAIL}'>target {escape(_dur(target))}</text>"
+            f"text-anchor='end' fill='{_FAIL}'>target {escape(approx_duration(target))}</text>"
         )
     line = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, (_t, v, _p) in enumerate(points))
     svg.append(f"<polyline points='{line}' fill='none' stroke='#0969da' stroke-width='2'/>")
@@ -211,7 +212,7 @@ def chart(title: str, points: list[Point], target: float | None) -> str:
         colour = _PASS if passed else _FAIL
         svg.append(
             f"<circle cx='{x(i):.1f}' cy='{y(value):.1f}' r='4' fill='{colour}'>"
-            f"<title>{escape(_when(when))}: {escape(_dur(value))}</title></circle>"
+            f"<title>{escape(_when(when))}: {escape(approx_duration(value))}</title></circle>"
         )
     for i in {0, len(points) - 1}:
         svg.append(
@@ -224,23 +225,11 @@ def chart(title: str, points: list[Point], target: float | None) -> str:
 def _vs(value: float | None, target: float | None) -> str:
     if value is None:
         return "-"
-    shown = escape(_dur(value))
+    shown = escape(approx_duration(value))
     if target is None:
         return shown
     cls = "ok" if value <= target else "bad"
-    return f"<span class='{cls}'>{shown}</span> / {escape(_dur(target))}"
-
-
-def _dur(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
+    return f"<span class='{cls}'>{shown}</span> / {escape(approx_duration(target))}"
 
 
 def _when(iso: str) -> str:

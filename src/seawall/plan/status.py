@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from seawall.plan.drill import RECORD_KIND, groups_in
-from seawall.plan.model import Plan
+from seawall.plan.model import Plan, approx_duration
 from seawall.repository.repo import Repository
 
 
@@ -46,7 +46,7 @@ class AssetStatus:
         if self.age_s is None:
             out.append("no complete snapshot group holds it")
         elif self.behind:
-            out.append(f"its newest copy is {_ago(self.age_s)} old, over its RPO")
+            out.append(f"its newest copy is {approx_duration(self.age_s)} old, over its RPO")
         if self.drill_passed is False:
             out.append("its last drill failed")
         return out
@@ -132,13 +132,3 @@ def plan_status(plan: Plan, repo: Repository, *, now: datetime | None = None) ->
 def _missed(record: dict[str, Any], name: str) -> bool:
     """Whether the drill missed one of the asset's targets."""
     return any(str(m).startswith(f"{name}: ") for m in record.get("missed_targets") or [])
-
-
-def _ago(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from seawall.control.plane import ControlPlane
 from seawall.interfaces.api.app import create_app
-from seawall.interfaces.server.serve import KEEPALIVE_SECONDS, bind, check_tls
+from seawall.interfaces.server.serve import check_tls, run
 
 
 def serve(
@@ -20,29 +20,25 @@ def serve(
 ) -> None:
     """Start ``plane`` (its repository opened, its scheduler running) and serve its API
     on ``listen`` until interrupted; then stop the scheduler and cancel running jobs."""
-    import uvicorn
-
     check_tls(tls_cert, tls_key)
     try:
         plane.start()  # a wrong password fails here, before anything listens
-        sock, url = bind(listen, tls=bool(tls_cert))
         app = create_app(plane)
-        app.state.monitor.start()  # the checks behind alerts (control/monitor.py)
-        config = uvicorn.Config(
-            app,
-            ssl_certfile=tls_cert,
-            ssl_keyfile=tls_key,
-            access_log=access_log,
-            log_level="info" if access_log else "warning",
-            timeout_keep_alive=KEEPALIVE_SECONDS,
-            server_header=False,
-            lifespan="off",
-        )
-        ready(url)
+
+        def listening(url: str) -> None:
+            ready(url)  # first: the line that says where it serves
+            app.state.monitor.start()  # the checks behind alerts (control/monitor.py)
+
         try:
-            uvicorn.Server(config).run(sockets=[sock])
+            run(
+                app,
+                listen,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                access_log=access_log,
+                ready=listening,
+            )
         finally:
-            sock.close()
             app.state.monitor.stop()
     finally:
         plane.stop()

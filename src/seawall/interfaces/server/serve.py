@@ -11,6 +11,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from seawall.errors import UsageError
 from seawall.interfaces.server.app import MAX_OBJECT_SIZE, create_app
@@ -117,8 +118,6 @@ def serve(
     ready: Callable[[str], None] = print,
 ) -> None:
     """Serve the directory ``root`` until interrupted. ``ready`` gets the server's URL."""
-    import uvicorn
-
     parse_listen(listen)
     check_tls(tls_cert, tls_key)
     try:
@@ -129,6 +128,22 @@ def serve(
     app = create_app(
         LocalStorage(root), tokens=tokens, append_only=append_only, max_object_size=max_object_size
     )
+    run(app, listen, tls_cert=tls_cert, tls_key=tls_key, access_log=access_log, ready=ready)
+
+
+def run(
+    app: Any,
+    listen: str,
+    *,
+    tls_cert: str | None,
+    tls_key: str | None,
+    access_log: bool,
+    ready: Callable[[str], None],
+) -> None:
+    """Serve the ASGI ``app`` on ``listen`` with uvicorn until interrupted (both
+    servers of seawall: the repository server and the control plane's API)."""
+    import uvicorn
+
     sock, url = bind(listen, tls=bool(tls_cert))
     config = uvicorn.Config(
         app,
