@@ -124,6 +124,11 @@ def test_encrypted_files_are_named_marked_and_passed_over_by_restore(tmp_path: P
     # So does a drill's choice of group, and so does "the newest at or before now".
     assert pick_group(reopen(repo), plan, None, None).id == ordinary.group
     assert find_group(reopen(repo), "latest", clean=True).id == ordinary.group
+    # And status counts the RPO from the newest clean copy, not the suspect one.
+    from seawall.plan.status import plan_status
+
+    [dataset] = [a for a in plan_status(plan, reopen(repo)).assets if a.name == "dataset"]
+    assert dataset.group == ordinary.group
     # Told otherwise (its id), the restore takes the suspect group.
     restore_plan(plan, reopen(repo), tmp_path / "as-is", at=attacked.group[:8])
     assert (tmp_path / "as-is" / "dataset" / "data" / "tables" / victims[0].name).read_bytes() == (

@@ -316,10 +316,16 @@ def test_one_model_and_one_run_come_back_into_the_live_server(live: Live) -> Non
         capture_output=True,
     )
     assert not [p for p in live.artifacts.rglob("*") if gone in p.parts and p.is_file()]
-    facts = restore_registered_model(
-        live.restored, MODEL, backend_uri=live.backend_uri, artifacts=str(live.artifacts)
+    # The model through the source's restore options (what `restore --plan -o` passes).
+    facts = live.source.restore(
+        live.restored,
+        {"model": MODEL, "backend_uri": live.backend_uri, "artifacts": str(live.artifacts)},
     )
     assert facts["versions"] == ["1", "2"]
+    with pytest.raises(SourceError, match="already has a registered model"):
+        restore_registered_model(
+            live.restored, MODEL, backend_uri=live.backend_uri, artifacts=str(live.artifacts)
+        )
     run_facts = restore_run(
         live.restored, gone, backend_uri=live.backend_uri, artifacts=str(live.artifacts)
     )

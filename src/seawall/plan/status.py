@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from seawall.plan.anomaly import clean_groups
 from seawall.plan.drill import RECORD_KIND, groups_in
 from seawall.plan.model import Plan, approx_duration
 from seawall.repository.repo import Repository
@@ -110,7 +111,9 @@ def plan_status(plan: Plan, repo: Repository, *, now: datetime | None = None) ->
             asset.rpo.total_seconds() if asset.rpo else None,
             asset.rto.total_seconds() if asset.rto else None,
         )
-        holding = [g for g in groups if asset.name in g.assets]
+        # A snapshot marked suspect (ransomware signals) is no good copy: the RPO
+        # counts from the newest clean one.
+        holding = clean_groups(repo, [g for g in groups if asset.name in g.assets], asset.name)
         if holding:
             newest = holding[-1]
             item.group, item.snapshot = newest.id, newest.assets[asset.name]

@@ -88,6 +88,10 @@ OPTIONS = {
     "artifacts": "the new artifact store: a directory (absent or empty) or s3://BUCKET/PREFIX "
     "(empty)",
     "serve": "HOST:PORT: start `mlflow server` on the restored stores (default: print the command)",
+    "model": "bring back only this registered model (every version) into the LIVE stores named "
+    "by backend_uri and artifacts, touching nothing else there",
+    "run": "bring back only this run (by id) into the LIVE stores named by backend_uri and "
+    "artifacts, touching nothing else there",
 }
 MANIFEST = "registry.jsonl"
 ARTIFACTS = "artifacts"
@@ -273,6 +277,8 @@ class MlflowSource:
         ``artifacts``; by default a SQLite backend and an artifact directory in
         ``restored/server/``); start a server on them with ``serve``."""
         refuse_unknown_options(options, OPTIONS, self.kind)
+        if options.get("model") or options.get("run"):
+            return self._restore_one(restored, options)
         given = [name for name in ("backend_uri", "artifacts") if options.get(name)]
         if len(given) == 1:
             raise UsageError(
@@ -307,6 +313,20 @@ class MlflowSource:
             MlflowServer.serving[server.url] = server
             facts |= {"server_url": server.url, "server_pid": server.pid, "server_log": str(log)}
         return facts
+
+
+    def _restore_one(self, restored: Path, options: Mapping[str, str]) -> dict[str, Any]:
+        """One registered model or one run back into a live server's stores."""
+        missing = [n for n in ("backend_uri", "artifacts") if not options.get(n)]
+        if missing or (options.get("model") and options.get("run")):
+            raise UsageError(
+                f"restoring one model or run of the MLflow asset {self.name!r} needs the live "
+                "server's backend_uri and artifacts, and either model or run (not both)"
+            )
+        live = {"backend_uri": options["backend_uri"], "artifacts": options["artifacts"]}
+        if options.get("model"):
+            return restore_registered_model(restored, options["model"], **live)
+        return restore_run(restored, options["run"], **live)
 
 
 # --- building stores from a capture ---------------------------------------------------------
