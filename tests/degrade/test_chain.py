@@ -242,3 +242,39 @@ def test_bad_chains_are_refused(metrics: DegradeMetrics) -> None:
         with pytest.raises(UsageError, match="apredict"):
             chain.predict(1)
         assert asyncio.run(chain.apredict(1)).step == "a"
+
+
+def test_a_chain_declared_in_the_plan(tmp_path: Path) -> None:
+    from seawall.degrade import chain_from_plan
+    from seawall.errors import PlanError
+    from seawall.plan.model import load_plan
+
+    head = "version: 1\nrepositories: {primary: {location: repo}}\n"
+    head += "assets: [{name: d, kind: files, paths: [d]}]\n"
+    (tmp_path / "seawall.yaml").write_text(
+        head
+        + "degrade:\n"
+        + "  fraud:\n"
+        + "    steps:\n"
+        + "      - name: primary\n"
+        + "        timeout: 0.05\n"
+        + "        breaker: {min_calls: 1, window: 2, cooldown: 3600}\n"
+        + "      - {name: default, timeout: null, breaker: null}\n"
+    )
+    plan = load_plan(tmp_path / "seawall.yaml")
+
+    def down(x: int) -> int:
+        raise OSError("primary is down")
+
+    chain = chain_from_plan(plan, "fraud", {"primary": down, "default": lambda x: -1})
+    first = chain.predict(1)
+    assert (first.value, first.step, first.degraded) == (-1, "default", True)
+    # The plan's breaker (one failure in a window of two) is open now: not even tried.
+    assert chain.predict(2).skipped[0][0] == "primary"
+    with pytest.raises(UsageError, match="no function for step 'default'"):
+        chain_from_plan(plan, "fraud", {"primary": down})
+    with pytest.raises(UsageError, match="declares no fallback chain 'nope'"):
+        chain_from_plan(plan, "nope", {})
+    (tmp_path / "bad.yaml").write_text(head + "degrade: {fraud: {steps: [{name: a}, {name: a}]}}\n")
+    with pytest.raises(PlanError, match="distinct names"):
+        load_plan(tmp_path / "bad.yaml")

@@ -31,7 +31,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar, cast
 from seawall.degrade.breaker import CircuitBreaker
 from seawall.degrade.metrics import DegradeMetrics, Outcome, StepInfo
 from seawall.errors import ChainExhausted, UsageError
+from seawall.plan.model import Breaker, Plan
 
 logger = logging.getLogger(__name__)
 
@@ -266,4 +267,64 @@ class FallbackChain(Generic[In, Out]):
 def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+def chain_from_plan(
+    plan: Plan,
+    name: str,
+    functions: Mapping[str, Callable[[Any], Any]],
+    *,
+    fills: Mapping[str, Callable[[Any, Any], None]] | None = None,
+    metrics: DegradeMetrics | None = None,
+) -> FallbackChain[Any, Any]:
+    """The fallback chain ``name`` declared in the plan's ``degrade:`` section: its
+    steps, timeouts and breakers from the plan, each step's function from
+    ``functions`` (by step name; ``fills`` makes a step a cache, see Step.fill).
+
+    UsageError if the plan has no such chain, or a step has no function, or a
+    function no step."""
+    spec = plan.degrade.get(name)
+    if spec is None:
+        known = ", ".join(sorted(plan.degrade)) or "none"
+        raise UsageError(f"the plan {plan.origin} declares no fallback chain {name!r} ({known})")
+    steps = [s.name for s in spec.steps]
+    fills = fills or {}
+    missing = [s for s in steps if s not in functions]
+    extra = sorted(set(functions) - set(steps)) + sorted(set(fills) - set(steps))
+    if missing or extra:
+        raise UsageError(
+            f"fallback chain {name!r}: "
+            + "; ".join(
+                [f"no function for step {s!r}" for s in missing]
+                + [f"{s!r} is not a step of it (steps: {', '.join(steps)})" for s in extra]
+            )
+        )
+    return FallbackChain(
+        [
+            Step(
+                s.name,
+                functions[s.name],
+                timeout=s.timeout,
+                breaker=_breaker(s.breaker),
+                fill=fills.get(s.name),
+            )
+            for s in spec.steps
+        ],
+        name=name,
+        metrics=metrics,
+    )
+
+
+def _breaker(spec: Breaker | None) -> CircuitBreaker | None:
+    if spec is None:
+        return None
+    return CircuitBreaker(
+        failure_rate=spec.failure_rate,
+        slow_seconds=spec.slow_seconds,
+        slow_rate=spec.slow_rate,
+        window=spec.window,
+        min_calls=spec.min_calls,
+        cooldown=spec.cooldown,
+        trial_calls=spec.trial_calls,
     )

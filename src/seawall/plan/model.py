@@ -451,12 +451,51 @@ class Alerts(_Model):
     repeat: Timeout = timedelta(hours=6)
 
 
+class Breaker(_Model):
+    """A step's circuit breaker (seawall.degrade.breaker.CircuitBreaker)."""
+
+    failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    slow_seconds: Annotated[float, Field(gt=0)] | None = None
+    slow_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    window: Annotated[int, Field(ge=1)] = 20
+    min_calls: Annotated[int, Field(ge=1)] = 5
+    #: seconds before an open breaker lets a trial call through
+    cooldown: Annotated[float, Field(gt=0)] = 10.0
+    trial_calls: Annotated[int, Field(ge=1)] = 1
+
+
+class DegradeStep(_Model):
+    """One step of a fallback chain; its function is given in code, by this name."""
+
+    name: Annotated[str, Field(min_length=1)]
+    #: seconds (inference wants fractions); None: called inline, without a timeout
+    timeout: Annotated[float, Field(gt=0)] | None = 1.0
+    #: None: never skipped
+    breaker: Breaker | None = Breaker()
+
+
+class DegradeChain(_Model):
+    """A fallback chain for an inference service (seawall.degrade): its steps in order,
+    the primary first."""
+
+    steps: Annotated[list[DegradeStep], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DegradeChain:
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"the steps of a chain need distinct names, not {names}")
+        return self
+
+
 class Plan(_Model):
     version: Literal[1]
     repositories: Repositories
     defaults: Policies = Policies()
     assets: Annotated[list[Asset], Field(min_length=1)]
     alerts: Alerts = Alerts()
+    #: fallback chains for inference services, by name (seawall.degrade.chain_from_plan)
+    degrade: dict[str, DegradeChain] = {}
 
     _origin: str = PrivateAttr("")
     _text: str = PrivateAttr("")

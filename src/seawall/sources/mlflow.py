@@ -314,7 +314,6 @@ class MlflowSource:
             facts |= {"server_url": server.url, "server_pid": server.pid, "server_log": str(log)}
         return facts
 
-
     def _restore_one(self, restored: Path, options: Mapping[str, str]) -> dict[str, Any]:
         """One registered model or one run back into a live server's stores."""
         missing = [n for n in ("backend_uri", "artifacts") if not options.get(n)]
