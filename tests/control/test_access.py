@@ -132,3 +132,22 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(UsageError, match="newer seawall"):
         StateStore(tmp_path / "s")
+
+
+def test_tokens_expire_unless_told_not_to(users: Users, tmp_path: Path) -> None:
+    fresh = users.add("fresh", Role.viewer)
+    assert fresh.expires is not None
+    assert datetime.fromisoformat(fresh.expires) > datetime.now(UTC) + timedelta(days=89)
+    assert users.authenticate(fresh.token).name == "fresh"
+    stale = users.add("stale", Role.viewer, timedelta(seconds=-1))
+    with pytest.raises(NotAuthenticated, match=r"expired.*token rotate"):
+        users.authenticate(stale.token)
+    renewed = users.rotate("stale", None)
+    assert renewed.expires is None and users.authenticate(renewed.token).name == "stale"
+
+
+def test_a_state_db_from_before_token_expiry_is_upgraded(tmp_path: Path) -> None:
+    StateStore(tmp_path).execute("ALTER TABLE tokens DROP COLUMN expires")
+    users = Users(StateStore(tmp_path))  # adds the column back
+    new = users.add("old", Role.viewer)
+    assert users.authenticate(new.token).name == "old"

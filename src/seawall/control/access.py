@@ -32,7 +32,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 
 import pyotp
@@ -41,6 +41,8 @@ from seawall.control.store import StateStore
 from seawall.errors import AccessDenied, NotAuthenticated, UsageError
 
 ISSUER = "seawall"
+#: How long a new API token works unless told otherwise: rotation is then routine.
+TOKEN_TTL = timedelta(days=90)
 _TOKEN = re.compile(r"sw_([0-9a-f]{8})_([A-Za-z0-9_-]{43})")
 _NAME = re.compile(r"[a-z][a-z0-9_.@-]{0,63}")
 
@@ -127,6 +129,8 @@ class NewCredentials:
     user: User
     token: str
     totp_uri: str | None = None
+    #: when the token stops working (ISO 8601 UTC), None: never
+    expires: str | None = None
 
 
 def check_name(name: str) -> str:
@@ -143,7 +147,8 @@ class Users:
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
-    def add(self, name: str, role: Role) -> NewCredentials:
+    def add(self, name: str, role: Role, ttl: timedelta | None = TOKEN_TTL) -> NewCredentials:
+        """A new user with a token valid for ``ttl`` (None: until rotated)."""
         check_name(name)
         secret = pyotp.random_base32()
         created = datetime.now(UTC).isoformat(timespec="seconds")
@@ -154,10 +159,10 @@ class Users:
                 "INSERT INTO users (name, role, totp_sealed, created) VALUES (?, ?, ?, ?)",
                 (name, role.name, self.store.seal(secret.encode(), f"totp:{name}"), created),
             )
-            token = self._new_token(db, name)
+            token, expires = self._new_token(db, name, ttl)
         user = User(name, role, created)
         uri = pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=ISSUER)
-        return NewCredentials(user, token, uri)
+        return NewCredentials(user, token, uri, expires)
 
     def remove(self, name: str) -> User:
         user = self.get(name)
@@ -169,13 +174,13 @@ class Users:
             db.execute("DELETE FROM users WHERE name = ?", (name,))
         return user
 
-    def rotate(self, name: str) -> NewCredentials:
+    def rotate(self, name: str, ttl: timedelta | None = TOKEN_TTL) -> NewCredentials:
         """Replace the user's token: the old one stops working at once."""
         user = self.get(name)
         with self.store.transaction() as db:
             db.execute("DELETE FROM tokens WHERE user = ?", (name,))
-            token = self._new_token(db, name)
-        return NewCredentials(user, token)
+            token, expires = self._new_token(db, name, ttl)
+        return NewCredentials(user, token, expires=expires)
 
     def get(self, name: str) -> User:
         found = self.store.rows("SELECT name, role, created FROM users WHERE name = ?", (name,))
@@ -187,17 +192,21 @@ class Users:
         rows = self.store.rows("SELECT name, role, created FROM users ORDER BY name")
         return [_user(r) for r in rows]
 
-    def _new_token(self, db: sqlite3.Connection, name: str) -> str:
+    def _new_token(
+        self, db: sqlite3.Connection, name: str, ttl: timedelta | None
+    ) -> tuple[str, str | None]:
         while True:
             token_id = secrets.token_hex(4)
             if not db.execute("SELECT 1 FROM tokens WHERE id = ?", (token_id,)).fetchone():
                 break
         token = f"sw_{token_id}_{secrets.token_urlsafe(32)}"
+        now = datetime.now(UTC)
+        expires = (now + ttl).isoformat(timespec="seconds") if ttl else None
         db.execute(
-            "INSERT INTO tokens VALUES (?, ?, ?, ?)",
-            (token_id, name, self.store.digest(token), datetime.now(UTC).isoformat()),
+            "INSERT INTO tokens (id, user, digest, created, expires) VALUES (?, ?, ?, ?, ?)",
+            (token_id, name, self.store.digest(token), now.isoformat(), expires),
         )
-        return token
+        return token, expires
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -207,7 +216,7 @@ class Users:
         match = _TOKEN.fullmatch(token or "")
         found = (
             self.store.rows(
-                "SELECT t.digest, u.name, u.role, u.created FROM tokens t "
+                "SELECT t.digest, u.name, u.role, u.created, t.expires FROM tokens t "
                 "JOIN users u ON u.name = t.user WHERE t.id = ?",
                 (match.group(1),),
             )
@@ -218,7 +227,12 @@ class Users:
         expected = found[0][0] if found else b"\0" * 32
         if not hmac.compare_digest(expected, self.store.digest(token or "")) or not found:
             raise NotAuthenticated("a valid API token is required (Authorization: Bearer TOKEN)")
-        return _user(found[0][1:])
+        expires = found[0][4]
+        if expires and datetime.fromisoformat(expires) <= datetime.now(UTC):
+            raise NotAuthenticated(
+                "this API token has expired: get a new one with `seawall token rotate`"
+            )
+        return _user(found[0][1:4])
 
     def verify_totp(self, name: str, code: str | None, *, now: datetime | None = None) -> bool:
         """Whether ``code`` is the user's current TOTP code (one step of drift either way)

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY,
     user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
     digest BLOB NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    expires TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -113,6 +114,9 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(tokens)")}
+            if "expires" not in columns:  # a state directory of before token expiry
+                self._db.execute("ALTER TABLE tokens ADD COLUMN expires TEXT")
         except (OSError, sqlite3.Error) as err:
             raise UsageError(f"cannot use {self.directory} as the state directory: {err}") from None
         self._lock = threading.Lock()

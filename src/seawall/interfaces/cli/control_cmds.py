@@ -10,7 +10,7 @@ the audit log kept in the repository.
 from __future__ import annotations
 
 import signal
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -139,12 +139,14 @@ def _show_credentials(new: NewCredentials, as_json: bool) -> None:
                 "user": new.user.name,
                 "role": new.user.role.name,
                 "token": new.token,
+                "token_expires": new.expires,
                 "totp_uri": new.totp_uri,
             }
         )
         return
     click.echo(f"user {new.user.name} ({new.user.role.name})")
     click.echo(f"API token (shown once, store it now): {new.token}")
+    click.echo(f"it works until {local_time(new.expires)}" if new.expires else "it never expires")
     if new.totp_uri:
         click.echo(f"TOTP (add to an authenticator app): {new.totp_uri}")
 
@@ -155,6 +157,27 @@ def _audited_plan(plan_file: str) -> Plan:
     use_plan_repository(plan)
     open_repo()
     return plan
+
+
+def _ttl(_ctx: click.Context, _param: click.Parameter, value: str) -> timedelta | None:
+    from seawall.plan.model import parse_duration
+
+    if value == "never":
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+expires_option = click.option(
+    "--expires-in",
+    default="90d",
+    show_default=True,
+    callback=_ttl,
+    metavar="DURATION",
+    help="How long the token works (e.g. 30d, 12h), or `never`.",
+)
 
 
 @user_group.command("add")
@@ -168,13 +191,22 @@ def _audited_plan(plan_file: str) -> Plan:
 )
 @required_plan
 @state_option
+@expires_option
 @json_option
-def user_add(name: str, role: str, plan_file: str, state_dir: str | None, as_json: bool) -> None:
+def user_add(
+    name: str,
+    role: str,
+    plan_file: str,
+    state_dir: str | None,
+    expires_in: timedelta | None,
+    as_json: bool,
+) -> None:
     """Add the user NAME: prints its API token and TOTP provisioning URI, once."""
     from seawall.control.access import Role, Users
 
     plan = _audited_plan(plan_file)
-    _show_credentials(Users(_state(plan, state_dir)).add(name, Role.parse(role)), as_json)
+    users = Users(_state(plan, state_dir))
+    _show_credentials(users.add(name, Role.parse(role), expires_in), as_json)
 
 
 @user_group.command("list")
@@ -216,13 +248,16 @@ def token_group() -> None:
 @click.argument("name")
 @required_plan
 @state_option
+@expires_option
 @json_option
-def token_rotate(name: str, plan_file: str, state_dir: str | None, as_json: bool) -> None:
+def token_rotate(
+    name: str, plan_file: str, state_dir: str | None, expires_in: timedelta | None, as_json: bool
+) -> None:
     """Give the user NAME a new API token; the old one stops working at once."""
     from seawall.control.access import Users
 
     plan = _audited_plan(plan_file)
-    _show_credentials(Users(_state(plan, state_dir)).rotate(name), as_json)
+    _show_credentials(Users(_state(plan, state_dir)).rotate(name, expires_in), as_json)
 
 
 # --- jobs -------------------------------------------------------------------------------------
