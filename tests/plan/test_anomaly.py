@@ -140,6 +140,14 @@ def test_encrypted_files_are_named_marked_and_passed_over_by_restore(tmp_path: P
     assert again.assets[0].anomaly is not None and again.assets[0].anomaly.suspect
     assert again.assets[0].anomaly.compared_with == ordinary.assets[0].snapshot.id.hex()
     assert find_group(reopen(repo), clean=True).id == ordinary.group
+    # A replica passes over the same groups: the marks go along with the groups.
+    from seawall.operations.copy import copy
+    from seawall.plan.runner import copy_groups
+
+    replica = Repository.init(LocalStorage(tmp_path / "replica"), PASSWORD, kdf=FAST_KDF)
+    copy(reopen(repo), replica)
+    copy_groups(reopen(repo), replica)
+    assert find_group(reopen(replica), clean=True).id == ordinary.group
 
     # A mark judged a false alarm is cleared by a record; then the newest group is clean.
     with pytest.raises(UsageError, match="reason"):
@@ -151,6 +159,8 @@ def test_encrypted_files_are_named_marked_and_passed_over_by_restore(tmp_path: P
     assert len(reopen(repo).list_records(CLEARED_KIND)) == 2
     assert marks(reopen(repo)) == {}
     assert find_group(reopen(repo), clean=True).id == again.group
+    copy_groups(reopen(repo), replica)  # the clearings follow their marks
+    assert find_group(reopen(replica), clean=True).id == again.group
 
 
 def test_ordinary_change_and_usual_incompressible_data_are_not_suspect(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ from seawall.errors import (
 )
 from seawall.operations.backup import BackupResult, backup
 from seawall.operations.restore import RestoreResult, restore
-from seawall.plan.anomaly import AnomalyScore, check_backup, clean_groups
+from seawall.plan.anomaly import CLEARED_KIND, AnomalyScore, check_backup, clean_groups
+from seawall.plan.anomaly import RECORD_KIND as ANOMALY_KIND
 from seawall.plan.hooks import goldens_of
 from seawall.plan.model import (
     AnyAsset,
@@ -399,7 +400,32 @@ def copy_groups(src: Repository, dst: Repository) -> int:
                 record = {k: v for k, v in doc.items() if k not in ("id", "kind")}
                 dst.save_record(RECORD, {**record, "assets": assets, "copied_from": doc["id"]})
                 written += 1
+    _copy_marks(src, dst)
     return written
+
+
+def _copy_marks(src: Repository, dst: Repository) -> None:
+    """The anomaly marks (and their clearings) of the groups ``dst`` holds: a replica
+    passes over the same suspect groups as the primary. Marks name their group, which
+    a copy keeps."""
+    groups = {g.id for g in list_groups(dst)}
+    done = {
+        str(r.get("copied_from")): r["id"]
+        for kind in (ANOMALY_KIND, CLEARED_KIND)
+        for r in dst.list_records(kind)
+    }
+    for doc in src.list_records(ANOMALY_KIND):
+        if doc.get("group") in groups and doc["id"] not in done:
+            copy = {k: v for k, v in doc.items() if k not in ("id", "kind")}
+            done[doc["id"]] = dst.save_record(
+                ANOMALY_KIND, {**copy, "copied_from": doc["id"]}
+            ).hex()
+    for doc in src.list_records(CLEARED_KIND):
+        mark = done.get(str(doc.get("anomaly")))
+        if mark is not None and doc["id"] not in done:
+            copy = {k: v for k, v in doc.items() if k not in ("id", "kind")}
+            copy |= {"anomaly": mark, "copied_from": doc["id"]}
+            done[doc["id"]] = dst.save_record(CLEARED_KIND, copy).hex()
 
 
 def parse_at(text: str) -> datetime | str:
