@@ -191,9 +191,11 @@ class Monitor:
             timeline[item.name] = [_point(s, marked, complete) for s in mine]
             history[item.name] = [d.__dict__ for d in drill_history(drills, item.name)]
             doc = item.to_dict()
-            newest = next((s for s in mine if s.id.hex() == item.snapshot), None)
+            # The newest backup, even one marked suspect (status's copy is the newest
+            # clean one): a mark on it is what the anomaly alert is about.
+            newest = mine[-1] if mine else None
             doc["last_backup"] = _backup(newest) if newest else None
-            mark = marked.get(item.snapshot or "")
+            mark = marked.get(newest.id.hex()) if newest else None
             doc["suspect"] = mark is not None
             doc["anomaly"] = _mark(mark) if mark else None
             doc["last_drill_why"] = history[item.name][-1]["why"] if history[item.name] else ""
