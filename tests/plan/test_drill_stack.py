@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from seawall.plan.drill import run_drill
+from seawall.plan.model import load_plan
 from seawall.plan.runner import backup_plan
 from tests.conftest import PASSWORD, make_files
 from tests.operations.helpers import SEAWALL, cli_env, random_bytes
@@ -275,5 +276,29 @@ def test_interrupted_drill_leaves_no_database_server_or_files(
     )
     done = interrupted(signal.SIGINT, plan2)
     assert done.returncode == 130, done.stderr
+    assert _databases(pg_database.name) == [pg_database.name]
+    assert _processes_mentioning(str(sandbox)) == [] and list(sandbox.iterdir()) == []
+
+    # SIGKILL: nothing can run in the dying process. What it left (a restored database,
+    # an MLflow server, the sandbox) is undone by the next drill, from its ledger.
+    marker.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [SEAWALL, "drill", "--plan", str(stack.plan_file), "--sandbox", str(sandbox)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert len(_databases(pg_database.name)) == 2
+    assert _processes_mentioning(str(sandbox)) != []  # the orphaned mlflow server
+    calm = write_plan(tmp_path, assets.replace(f"checks: ['{blocking}']", ""), name="calm.yaml")
+    report = run_drill(load_plan(calm), stack.repo, sandbox=sandbox, record=False)
+    assert any("cleaned up after a drill killed" in f for f in report.findings), report.findings
+    assert report.passed, report.findings
     assert _databases(pg_database.name) == [pg_database.name]
     assert _processes_mentioning(str(sandbox)) == [] and list(sandbox.iterdir()) == []

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import re
 import secrets
@@ -488,18 +489,47 @@ def _secs(seconds: float) -> str:
 # --- cleanup, also on SIGINT and SIGTERM ---------------------------------------------------------
 
 
+#: Where running drills note what they created (one JSON ledger each), so that the
+#: next drill undoes what one killed outright (SIGKILL, a lost host) left behind.
+LEDGERS = Path(tempfile.gettempdir()) / "seawall-drills"
+
+
 class Cleanup(contextlib.ExitStack):
     """Undo what the drill created (servers, databases, the sandbox), last first, however
     the drill ends. SIGTERM is turned into KeyboardInterrupt while it is open (in the
     main thread), and both signals wait while the cleanup runs, so that a second
-    Ctrl-C cannot leave a database or a server behind."""
+    Ctrl-C cannot leave a database or a server behind. What it must undo is also noted
+    in a ledger on disk (``track``), for :func:`sweep_leftovers` should this process die
+    without running its cleanup."""
+
+    def __init__(self, ledgers: Path = LEDGERS) -> None:
+        super().__init__()
+        self.ledger = ledgers / f"{os.getpid()}-{secrets.token_hex(4)}.json"
+        self._noted: dict[str, Any] = {"pid": os.getpid(), "started": _now_iso()}
 
     def __enter__(self) -> Cleanup:
         super().__enter__()
         self._previous: Any = None
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, _interrupt)
+        self._write()
+        self.callback(self.ledger.unlink, missing_ok=True)  # registered first: undone last
         return self
+
+    def track(self, kind: str, value: Any) -> None:
+        """Note something to undo (kind: sandboxes, databases, backends or servers).
+        Never a password: connection strings are noted without one."""
+        self._noted.setdefault(kind, []).append(value)
+        self._write()
+
+    def _write(self) -> None:
+        # Best effort: a drill must not fail because the temporary directory is full.
+        with contextlib.suppress(OSError):
+            self.ledger.parent.mkdir(mode=0o700, exist_ok=True)
+            tmp = self.ledger.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._noted))
+            tmp.chmod(0o600)
+            tmp.replace(self.ledger)
 
     def __exit__(self, *exc: Any) -> bool:
         main = threading.current_thread() is threading.main_thread()
@@ -516,6 +546,89 @@ class Cleanup(contextlib.ExitStack):
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def sweep_leftovers(ledgers: Path = LEDGERS) -> list[str]:
+    """Undo what drills killed outright left behind (their process is gone, their ledger
+    is not): stop their MLflow servers, drop their databases, remove their sandboxes.
+    Returns what was cleaned, for the report."""
+    done = []
+    for path in sorted(ledgers.glob("*.json")) if ledgers.is_dir() else []:
+        try:
+            noted = json.loads(path.read_text())
+            pid = int(noted["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _alive(pid):
+            continue
+        for server in noted.get("servers", []):
+            _stop_orphan_server(int(server))
+        for dsn, name in noted.get("databases", []):
+            _drop_database(str(dsn), str(name))
+        for uri in noted.get("backends", []):
+            from seawall.sources.mlflow import drop_backend
+            from seawall.sources.mlflow_stores import parse_backend
+
+            with contextlib.suppress(SeawallError, ValueError):
+                drop_backend(parse_backend(str(uri)))
+        for box in noted.get("sandboxes", []):
+            shutil.rmtree(box, ignore_errors=True)
+        path.unlink(missing_ok=True)
+        what = ", ".join(
+            f"{len(noted.get(k, []))} {k}"
+            for k in ("servers", "databases", "backends", "sandboxes")
+            if noted.get(k)
+        )
+        done.append(
+            f"cleaned up after a drill killed at {noted.get('started', '?')} (process {pid}): "
+            + (what or "nothing was left")
+        )
+    return done
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
+
+
+def _stop_orphan_server(pid: int) -> None:
+    """Stop a drill's `mlflow server` (the leader of its own process group), if that
+    pid is still one: a pid reused by another program is left alone."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"mlflow" in cmdline:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGTERM)
+
+
+def _without_password(dsn: str) -> str:
+    """A connection string (libpq or URL form) without its password, for the ledger."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.password is not None:
+            host = parts.hostname or ""
+            netloc = f"{parts.username}@{host}" if parts.username else host
+            netloc += f":{parts.port}" if parts.port else ""
+            return urlunsplit(parts._replace(netloc=netloc))
+        return dsn
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(dsn)
+    params.pop("password", None)
+    return make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
 # --- the drill -----------------------------------------------------------------------------------
@@ -549,6 +662,9 @@ def run_drill(
     t0 = time.monotonic()
     report = DrillReport(started, plan.origin, repository=repos.location(order[0]))
     say = log or (lambda _m: None)
+    for line in sweep_leftovers():
+        say(line)
+        report.findings.append(line)
     with Cleanup() as cleanup:
         box = _sandbox(sandbox, cleanup, keep_sandbox)
         report.sandbox = str(box)
@@ -569,6 +685,7 @@ def _sandbox(sandbox: str | Path | None, cleanup: Cleanup, keep: bool) -> Path:
         box = Path(tempfile.mkdtemp(prefix="drill-", dir=parent))
     if not keep:
         cleanup.callback(shutil.rmtree, box, ignore_errors=True)
+        cleanup.track("sandboxes", str(box))
     return box
 
 
@@ -814,7 +931,9 @@ class _Drill:
 
             source = str(conninfo_to_dict(spec.dsn).get("dbname") or "db")
             database = f"{source[: 62 - len(suffix)]}_{suffix}"
-            self.cleanup.callback(_drop_database, replace_dbname(spec.dsn, "postgres"), database)
+            server = replace_dbname(spec.dsn, "postgres")
+            self.cleanup.callback(_drop_database, server, database)
+            self.cleanup.track("databases", [_without_password(server), database])
             return {name: {"database": database}}
         if isinstance(spec, MlflowAsset):
             from seawall.sources.mlflow import drop_backend
@@ -822,6 +941,8 @@ class _Drill:
 
             uri = _fresh_backend(spec.backend_uri, self.box / f"{name}-{attempt}.db", suffix)
             self.cleanup.callback(drop_backend, parse_backend(uri))
+            if not uri.startswith("sqlite"):  # a SQLite backend goes with the sandbox
+                self.cleanup.track("backends", _without_password(uri))
             artifacts = self.box / f"{name}-{attempt}-artifacts"
             return {name: {"backend_uri": uri, "artifacts": str(artifacts)}}
         return {}
@@ -865,6 +986,8 @@ class _Drill:
         except SourceError as err:
             item.checks.append(DrillCheck("registry", False, str(err)))
             return
+        if server.pid is not None:
+            self.cleanup.track("servers", server.pid)
         item.steps["start mlflow server"] = time.monotonic() - started
         env["MLFLOW_TRACKING_URI"] = server.url
         self.env[f"SEAWALL_MLFLOW_{_env_name(item.name)}"] = server.url
