@@ -17,10 +17,10 @@ and, for a whole AI stack declared in a plan file::
     report = run_drill(plan, repo)
 """
 
-__version__ = "0.1.0"
-
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from seawall.version import __version__
 
 # Attributes are imported on first use (PEP 562), so that `import seawall` and
 # the CLI start fast: the CLI derives the key while the heavy modules load.

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from seawall import __version__
 from seawall.engine.archiver import Archiver, ArchiveStats, Entry, scan_totals
 from seawall.engine.progress import Progress
 from seawall.errors import ResidencyViolation, SeawallError, UsageError
@@ -20,6 +19,7 @@ from seawall.repository.lock import Lock
 from seawall.repository.repo import Repository, WriteStats
 from seawall.repository.residency import normalize_label, residency_violation
 from seawall.repository.snapshot import Snapshot
+from seawall.version import __version__
 
 
 @dataclass

@@ -25,7 +25,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from seawall import __version__
 from seawall.control.plane import ControlPlane
 from seawall.errors import (
     AccessDenied,
@@ -35,6 +34,7 @@ from seawall.errors import (
     SeawallError,
     UsageError,
 )
+from seawall.version import __version__
 
 from . import audit, dashboard, jobs, status, users, watch
 

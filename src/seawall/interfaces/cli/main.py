@@ -12,7 +12,6 @@ import sys
 
 import click
 
-from seawall import __version__
 from seawall.engine.memory import tune_allocator
 from seawall.errors import SeawallError
 from seawall.interfaces.cli import (
@@ -29,6 +28,7 @@ from seawall.interfaces.cli import (
     watch_cmds,
 )
 from seawall.interfaces.cli.common import S3_ENDPOINT_HELP, Settings, echo_err
+from seawall.version import __version__
 
 PARTIAL_BACKUP = 3
 
