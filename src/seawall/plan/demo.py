@@ -80,7 +80,14 @@ class DemoReport:
         else:
             out.append(f"RESULT: FAIL, {len(self.problems)} problems")
             out.extend(f"  {p}" for p in self.problems[:30])
-        out.append(f"workdir: {self.workdir}" + ("" if self.workdir.exists() else " (removed)"))
+        out.append(
+            f"workdir: {self.workdir}"
+            + (
+                ""
+                if self.workdir.exists()
+                else " (removed; --keep or --workdir DIR keeps it, and the drill report in it)"
+            )
+        )
         return out
 
     def to_json(self) -> dict[str, Any]:
