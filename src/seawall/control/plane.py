@@ -26,11 +26,11 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seawall.control.access import Action, NewCredentials, Role, User, Users
+from seawall.control.access import TOKEN_TTL, Action, NewCredentials, Role, User, Users
 from seawall.control.audit import AuditLog, Entry, Verification, select, verify
 from seawall.control.jobs import Job, Jobs
 from seawall.control.schedule import Scheduler, local_now
@@ -553,21 +553,26 @@ class ControlPlane:
         self.authorize(who, Action.read_users, "user.list")
         return self.users.all()
 
-    def add_user(self, who: Principal, name: str, role: Role) -> NewCredentials:
+    def add_user(
+        self, who: Principal, name: str, role: Role, ttl: timedelta | None = TOKEN_TTL
+    ) -> NewCredentials:
+        """A new user; its token works for ``ttl`` (None: until rotated)."""
         self.authorize(who, Action.manage_users, "user.add")
         return self._audited(
-            who, "user.add", lambda: self.users.add(name, role), name=name, role=role.name
+            who, "user.add", lambda: self.users.add(name, role, ttl), name=name, role=role.name
         )
 
     def remove_user(self, who: Principal, name: str) -> User:
         self.authorize(who, Action.manage_users, "user.remove")
         return self._audited(who, "user.remove", lambda: self.users.remove(name), name=name)
 
-    def rotate_token(self, who: Principal, name: str) -> NewCredentials:
+    def rotate_token(
+        self, who: Principal, name: str, ttl: timedelta | None = TOKEN_TTL
+    ) -> NewCredentials:
         own = who.user is not None and who.user.name == name
         action = Action.rotate_own_token if own else Action.manage_users
         self.authorize(who, action, "token.rotate")
-        return self._audited(who, "token.rotate", lambda: self.users.rotate(name), name=name)
+        return self._audited(who, "token.rotate", lambda: self.users.rotate(name, ttl), name=name)
 
     def list_keys(self, who: Principal) -> list[dict[str, Any]]:
         self.authorize(who, Action.read_keys, "key.list")

@@ -154,6 +154,20 @@ def test_anyone_may_rotate_their_own_token_with_their_code(api: Api) -> None:
     assert who.json() == {"name": "viewer", "role": "viewer"}
 
 
+def test_token_lifetimes_through_the_api(api: Api) -> None:
+    headers = {**api.headers("admin"), "X-Seawall-TOTP": api.totp("admin")}
+    body = {"name": "carol", "role": "viewer", "expires_in_days": None}
+    r = api.client.post(f"{P}/users", json=body, headers=headers)
+    assert r.status_code == 201 and r.json()["token_expires"] is None, r.text
+    r = api.call("POST", f"{P}/users/viewer/token", "viewer", totp=True)
+    assert r.status_code == 200, r.text
+    assert r.json()["token_expires"] > "2026"  # the 90-day default
+    bad = {"name": "dave", "role": "viewer", "expires_in_days": -1}
+    r = api.client.post(f"{P}/users", json=bad, headers=api.headers("admin"))
+    assert r.status_code == 422
+    assert "dave" not in [u.name for u in api.plane.users.all()]
+
+
 def test_the_description_of_the_api_needs_no_token_and_nothing_external(api: Api) -> None:
     schema = api.client.get("/openapi.json")
     assert schema.status_code == 200

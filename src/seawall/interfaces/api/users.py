@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from seawall.control.access import NewCredentials, Role
+from seawall.control.access import TOKEN_TTL, NewCredentials, Role
 
 from .auth import Caller, Plane
 
@@ -21,6 +23,15 @@ class UserView(BaseModel):
 class NewUser(BaseModel):
     name: str
     role: str = Field(description="viewer, auditor, operator or admin")
+    expires_in_days: float | None = Field(
+        default=TOKEN_TTL.days, gt=0, description="how long the token works; null: never"
+    )
+
+
+class Lifetime(BaseModel):
+    expires_in_days: float | None = Field(
+        default=TOKEN_TTL.days, gt=0, description="how long the new token works; null: never"
+    )
 
 
 class Credentials(BaseModel):
@@ -29,6 +40,8 @@ class Credentials(BaseModel):
     token: str
     #: an otpauth:// URI for an authenticator app (new users only)
     totp_uri: str | None
+    #: when the token stops working (ISO 8601 UTC); null: never
+    token_expires: str | None
 
 
 class KeyView(BaseModel):
@@ -53,7 +66,12 @@ def _credentials(new: NewCredentials) -> Credentials:
         user=UserView(name=u.name, role=u.role.name, created=u.created),
         token=new.token,
         totp_uri=new.totp_uri,
+        token_expires=new.expires,
     )
+
+
+def _ttl(days: float | None) -> timedelta | None:
+    return timedelta(days=days) if days is not None else None
 
 
 @router.get("/users", summary="List users (admin).")
@@ -65,7 +83,8 @@ def list_users(plane: Plane, who: Caller) -> list[UserView]:
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, summary="Add a user (admin + TOTP).")
 def add_user(body: NewUser, plane: Plane, who: Caller) -> Credentials:
-    return _credentials(plane.add_user(who, body.name, Role.parse(body.role)))
+    role = Role.parse(body.role)
+    return _credentials(plane.add_user(who, body.name, role, _ttl(body.expires_in_days)))
 
 
 @router.delete("/users/{name}", summary="Remove a user and its token (admin + TOTP).")
@@ -78,8 +97,9 @@ def remove_user(name: str, plane: Plane, who: Caller) -> UserView:
     "/users/{name}/token",
     summary="Replace a user's token: one's own (any role + TOTP), another's (admin + TOTP).",
 )
-def rotate_token(name: str, plane: Plane, who: Caller) -> Credentials:
-    return _credentials(plane.rotate_token(who, name))
+def rotate_token(name: str, plane: Plane, who: Caller, body: Lifetime | None = None) -> Credentials:
+    ttl = _ttl((body or Lifetime()).expires_in_days)
+    return _credentials(plane.rotate_token(who, name, ttl))
 
 
 @router.get("/keys", summary="The repository's keys (admin).")
