@@ -79,6 +79,7 @@ class Action(StrEnum):
     rotate_own_token = "rotate one's own token"
     read_users = "list users"
     read_keys = "list repository keys"
+    clear_anomaly = "clear an anomaly mark"
 
 
 REQUIRED_ROLE: dict[Action, Role] = {
@@ -98,6 +99,7 @@ REQUIRED_ROLE: dict[Action, Role] = {
     Action.manage_users: Role.admin,
     Action.read_users: Role.admin,
     Action.read_keys: Role.admin,
+    Action.clear_anomaly: Role.admin,
 }
 
 #: Actions that destroy data or grant access: they need a TOTP code too. Adding a
@@ -110,6 +112,8 @@ SECOND_FACTOR = frozenset(
         Action.manage_keys,
         Action.manage_users,
         Action.rotate_own_token,
+        # a cleared mark makes restores take a snapshot the ransomware check distrusts
+        Action.clear_anomaly,
     }
 )
 

@@ -574,6 +574,19 @@ class ControlPlane:
         self.authorize(who, action, "token.rotate")
         return self._audited(who, "token.rotate", lambda: self.users.rotate(name, ttl), name=name)
 
+    def clear_anomaly(self, who: Principal, which: str, reason: str) -> dict[str, Any]:
+        """Clear the anomaly mark of a snapshot judged a false alarm (plan/anomaly.py)."""
+        from seawall.plan.anomaly import clear_mark
+
+        self.authorize(who, Action.clear_anomaly, "anomalies.clear")
+        return self._audited(
+            who,
+            "anomalies.clear",
+            lambda: clear_mark(self.primary(), which, reason=reason, by=who.name),
+            mark=which,
+            reason=reason,
+        )
+
     def list_keys(self, who: Principal) -> list[dict[str, Any]]:
         self.authorize(who, Action.read_keys, "key.list")
         repo = self.primary()

@@ -180,3 +180,23 @@ def test_the_description_of_the_api_needs_no_token_and_nothing_external(api: Api
         assert external not in page.text.replace("href='/openapi.json'", "")
     assert api.client.get("/redoc").status_code == 404
     assert api.client.get("/health").json() == {"status": "ok"}
+
+
+def test_clearing_an_anomaly_mark_is_for_an_admin_with_a_code(api: Api) -> None:
+    from seawall.plan.anomaly import marks
+
+    repo = api.plane.primary()
+    snapshot = "ab" * 32
+    repo.save_record(
+        "anomaly", {"snapshot": snapshot, "asset": "data", "group": "g1", "summary": "encrypted"}
+    )
+    path = f"{P}/anomalies/{snapshot[:10]}/clear"
+    body = {"reason": "we re-encrypted the archive on purpose"}
+    assert api.call("POST", path, "operator", json=body).status_code == 403
+    assert api.call("POST", path, "admin", json=body).status_code == 403  # no TOTP code
+    assert snapshot in marks(repo)  # nothing changed
+    r = api.call("POST", path, "admin", totp=True, json=body)
+    assert r.status_code == 200, r.text
+    assert marks(repo) == {}
+    cleared = [e for e in api.plane.audit_log.entries()[0] if e.operation == "anomalies.clear"]
+    assert [e.outcome for e in cleared] == ["denied", "denied", "ok"]

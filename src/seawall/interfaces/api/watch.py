@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from seawall.control.access import Action
 from seawall.control.metrics import metrics_registry
@@ -62,6 +63,19 @@ def anomalies(request: Request, plane: Plane, who: Caller) -> list[dict[str, Any
     plane.authorize(who, Action.read_status, "anomalies")
     found = marks(monitor_of(request).repo()).values()
     return sorted(found, key=lambda r: str(r.get("time")), reverse=True)
+
+
+class Clearing(BaseModel):
+    reason: str = Field(min_length=1, description="why the mark is a false alarm")
+
+
+@router.post(
+    "/anomalies/{mark}/clear",
+    summary="Clear the anomaly mark of a snapshot (its id or the mark's record id, or a "
+    "unique prefix) judged a false alarm: restores take its group again (admin + TOTP).",
+)
+def clear_anomaly(mark: str, body: Clearing, plane: Plane, who: Caller) -> dict[str, Any]:
+    return plane.clear_anomaly(who, mark, body.reason)
 
 
 @router.get(
