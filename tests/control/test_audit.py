@@ -197,3 +197,21 @@ def test_select_filters_by_time_user_asset_and_operation(repo: Repository) -> No
     now = datetime.now(UTC)
     assert len(select(entries, since=now - timedelta(minutes=1), until=now)) == 3
     assert select(entries, since=now + timedelta(seconds=5)) == []
+
+
+def test_a_replica_gets_the_log_and_it_verifies_there(repo: Repository, tmp_path: Path) -> None:
+    from seawall.control.audit import copy_audit_log
+    from seawall.storage import LocalStorage
+
+    written = _append(AuditLog(repo), 3)
+    replica = Repository.init(LocalStorage(tmp_path / "replica"), PASSWORD, kdf=FAST_KDF)
+    assert copy_audit_log(reopen(repo), replica) == 3
+    _append(AuditLog(repo), 2)
+    assert copy_audit_log(reopen(repo), replica) == 2  # only what it lacks
+    assert copy_audit_log(reopen(repo), replica) == 0
+    result = _check(replica)
+    assert result.ok and result.entries == 5, result
+    assert result.head is not None and result.head.seq == 5
+    # The same entries, the same hashes: the chain is the primary's.
+    copies, _ = AuditLog(reopen(replica)).entries()
+    assert [e.digest for e in copies[:3]] == [e.digest for e in written]

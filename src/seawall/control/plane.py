@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from seawall.control.access import TOKEN_TTL, Action, NewCredentials, Role, User, Users
-from seawall.control.audit import AuditLog, Entry, Verification, select, verify
+from seawall.control.audit import AuditLog, Entry, Verification, copy_audit_log, select, verify
 from seawall.control.jobs import Job, Jobs
 from seawall.control.schedule import Scheduler, local_now
 from seawall.control.store import StateStore
@@ -453,6 +453,7 @@ class ControlPlane:
                 refused = sorted({str(s.asset.get("name")) for s in snaps if s not in allowed})
                 result = copy(src, dst, [s.id.hex() for s in allowed], progress=job.progress)
                 copy_groups(src, dst)
+                copy_audit_log(src, dst)
                 out[name] = {
                     "copied": [c.source.id.hex() for c in result.copied],
                     "skipped": len(result.skipped),

@@ -127,11 +127,13 @@ def copy_cmd(
         except (DamagedSnapshot, ResidencyViolation) as err:
             error = err
             result = cast("CopyResult", err.result)
+    from seawall.control.audit import copy_audit_log
     from seawall.plan.runner import copy_groups
 
     groups = copy_groups(src, dst)  # plan backups: their groups go along, complete ones only
     if groups and not as_json:
         info(f"{groups} snapshot group(s) of plan backups recorded in the target")
+    copy_audit_log(src, dst)  # the log must outlive the loss of the primary
     _report(result, as_json)
     if error is not None:
         raise error
