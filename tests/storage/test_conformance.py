@@ -166,8 +166,9 @@ def test_put_if_absent(store: Storage) -> None:
 
 
 def test_put_if_absent_race_has_exactly_one_winner(store: Storage) -> None:
-    if not store.capabilities().conditional_write:
-        pytest.skip("store does not promise atomic conditional writes")
+    """A store that promises atomic conditional writes has one winner; one that does
+    not (checked, then written) may have several, but never a torn object."""
+    atomic = store.capabilities().conditional_write
     for round_no in range(5):
         name = f"race/{round_no}"
 
@@ -175,9 +176,9 @@ def test_put_if_absent_race_has_exactly_one_winner(store: Storage) -> None:
             store.put(name, f"writer {i}".encode(), if_absent=True)
 
         errors = run_threads(8, claim)
-        assert len(errors) == 7, errors
+        assert len(errors) == 7 if atomic else len(errors) < 8, errors
         assert all(isinstance(e, ObjectExists) for e in errors), errors
-        assert store.get(name).startswith(b"writer ")
+        assert store.get(name) in {f"writer {i}".encode() for i in range(8)}
     assert names(store, "race/") == {f"race/{i}" for i in range(5)}
 
 
