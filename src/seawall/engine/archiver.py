@@ -414,13 +414,13 @@ class Archiver:
         grew = False
         with open(path, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
-            layout = self._layout(f.fileno(), st.st_size) if self._tensors else None
+            # One read, sized by fstat (+1 reveals growth); chunks are views of it, no copies.
+            data = f.read(st.st_size + 1) if st.st_size <= _WHOLE_READ else None
+            layout = self._layout(f.fileno(), st.st_size, data) if self._tensors else None
             if layout is not None:
                 futures, size = self._read_checkpoint(f, layout, st, node, pnode)
                 grew = True  # whatever follows the layout's end, read below
-            elif st.st_size <= _WHOLE_READ:
-                # One read, sized by fstat (+1 reveals growth); chunks are views of it, no copies.
-                data = f.read(st.st_size + 1)
+            elif data is not None:
                 for view in self._chunker.chunks(data) if data else ():
                     futures.append(self._submit(view))
                     size += len(view)
@@ -435,7 +435,11 @@ class Archiver:
             after = os.fstat(f.fileno())
         return futures, size, after
 
-    def _layout(self, fd: int, size: int) -> Layout | None:
+    def _layout(self, fd: int, size: int, data: bytes | None) -> Layout | None:
+        """The file's checkpoint layout, if it is one; from ``data`` (the whole file,
+        already read) when given, else from the file's header."""
+        if data is not None:
+            return detect(lambda offset, n: data[offset : offset + n], size)
         try:
             return detect(lambda offset, n: os.pread(fd, n, offset), size)
         except OSError:

@@ -298,17 +298,8 @@ def _pack_fault(
         + ("the primary checks clean" if healed.ok else f"still damaged: {healed.unhealed}")
     )
     result.observed.append(result.repair)
-    drilled.opened[PRIMARY] = _same_keys(target, target.storage)  # as a new process sees it
-    after = result.after = drill()
-    from_primary = all(a.source == PRIMARY for a in after.assets)
-    result.observed.append(
-        "after healing, the drill passed from the primary alone"
-        if after.checks_passed and from_primary
-        else "after healing, the drill still failed: " + _all_findings(after)
-    )
-    result.passed = (
-        named and caught and recovered and healed.ok and after.checks_passed and from_primary
-    )
+    whole = _drill_after_repair(result, drilled, target, drill, "healing")
+    result.passed = named and caught and recovered and healed.ok and whole
 
 
 def _blobs_in(repo: Repository, pack_id: bytes) -> list[bytes]:
@@ -328,6 +319,26 @@ def _recovered_from_replicas(result: ChaosResult, report: DrillReport, hurt: lis
         else "the drill did not recover everything from a replica: " + _all_findings(report)
     )
     return recovered
+
+
+def _drill_after_repair(
+    result: ChaosResult,
+    drilled: Repositories,
+    target: Repository,
+    drill: Callable[[], DrillReport],
+    repair: str,
+) -> bool:
+    """Drill again once ``repair`` ran on the primary: whether every asset now passes
+    from the primary alone (recorded in ``result``)."""
+    drilled.opened[PRIMARY] = _same_keys(target, target.storage)  # as a new process sees it
+    after = result.after = drill()
+    whole = after.checks_passed and all(a.source == PRIMARY for a in after.assets)
+    result.observed.append(
+        f"after {repair}, the drill passed from the primary alone"
+        if whole
+        else f"after {repair}, the drill still failed: " + _all_findings(after)
+    )
+    return whole
 
 
 def _all_findings(report: DrillReport) -> str:
@@ -382,15 +393,8 @@ def _index_fault(
         f"into {repaired.index_objects_written} new index object(s)"
     )
     result.observed.append(result.repair)
-    drilled.opened[PRIMARY] = _same_keys(target, target.storage)  # as a new process sees it
-    after = result.after = drill()
-    from_primary = all(a.source == PRIMARY for a in after.assets)
-    result.observed.append(
-        "after repair index, the drill passed from the primary alone"
-        if after.checks_passed and from_primary
-        else "after repair index, the drill still failed: " + _all_findings(after)
-    )
-    result.passed = named and recovered and after.checks_passed and from_primary
+    whole = _drill_after_repair(result, drilled, target, drill, "repair index")
+    result.passed = named and recovered and whole
 
 
 # --- primary-down, slow-storage ------------------------------------------------------------------

@@ -759,6 +759,8 @@ class BlobWriter:
             return None
         if depth < MAX_DELTA_DEPTH:
             return base
+        if depth > MAX_DELTA_DEPTH:
+            return None  # written under a looser bound: its base is too deep too
         under = self.repo.index.bases.get(base.id)
         if under is None or not self.repo.index.has(under):
             return None  # not uploaded yet: a full copy instead
