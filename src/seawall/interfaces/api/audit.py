@@ -8,41 +8,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from seawall.control.audit import Entry, Problem
+
 from .auth import Caller, Plane
 
 router = APIRouter(tags=["audit"])
 
 
-class EntryView(BaseModel):
-    seq: int
-    prev: str
-    time: str
-    user: str
-    via: str
-    host: str
-    remote: str | None
-    operation: str
-    outcome: str
-    assets: list[str]
-    snapshots: list[str]
-    detail: str
-    params: dict[str, Any]
-    id: str
-    digest: str
-
-
-class ProblemView(BaseModel):
-    seq: int | None
-    message: str
-    record: str | None
-
-
 class VerificationView(BaseModel):
     ok: bool
     entries: int
-    head: EntryView | None
+    head: Entry | None
     #: in chain order: the first names the first bad entry
-    problems: list[ProblemView]
+    problems: list[Problem]
 
 
 @router.get("/audit", summary="Audit entries, oldest first, filtered (auditor).")
@@ -56,7 +34,7 @@ def audit_log(
     operation: str | None = None,
     outcome: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> list[EntryView]:
+) -> list[Entry]:
     entries = plane.audit_entries(
         who,
         since=_aware(since),
@@ -66,7 +44,7 @@ def audit_log(
         operation=operation,
         outcome=outcome,
     )
-    return [EntryView(**e.to_json()) for e in entries[-limit:]]
+    return entries[-limit:]
 
 
 @router.get("/audit/verify", summary="Verify the audit log's hash chain (auditor).")
@@ -75,8 +53,8 @@ def audit_verify(plane: Plane, who: Caller) -> VerificationView:
     return VerificationView(
         ok=result.ok,
         entries=result.entries,
-        head=EntryView(**result.head.to_json()) if result.head else None,
-        problems=[ProblemView(**p.__dict__) for p in result.problems],
+        head=result.head,
+        problems=result.problems,
     )
 
 
