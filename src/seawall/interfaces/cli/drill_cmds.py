@@ -49,7 +49,7 @@ required_plan = click.option(
 )
 
 
-def _repositories(plan: Plan) -> Repositories:
+def plan_repositories(plan: Plan) -> Repositories:
     """The plan's repositories, the primary as the command line or the plan names it
     (it is opened only when needed: a drill goes on from a replica if it is down)."""
     from seawall.plan.drill import Repositories
@@ -128,7 +128,7 @@ def drill_cmd(
     from seawall.plan.drill import run_drill
 
     plan = load(plan_file)
-    repos = _repositories(plan)
+    repos = plan_repositories(plan)
     report = run_drill(
         plan,
         repos,
@@ -319,7 +319,7 @@ def chaos_cmd(
         warn(f"--in-place: {fault} damages the real primary repository")
     result = run_chaos(
         plan,
-        _repositories(plan),
+        plan_repositories(plan),
         fault,
         asset=asset,
         in_place=in_place,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .common import emit_json, info, local_time, open_repo, plural, repo_options, warn
-from .drill_cmds import _repositories, required_plan
+from .drill_cmds import plan_repositories, required_plan
 from .plan_cmds import json_option, load, plan_option, use_plan_repository
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def compliance_cmd(plan_file: str, out_dir: str, as_json: bool) -> None:
     from seawall.plan.compliance import compliance, write_compliance
 
     plan = load(plan_file)
-    report = compliance(plan, _repositories(plan))
+    report = compliance(plan, plan_repositories(plan))
     paths = write_compliance(report, out_dir)
     if as_json:
         emit_json(report.to_dict())
